@@ -1,0 +1,1 @@
+"""pandamode's web app: dashboard, JSON API, worker supervisor and CLI."""
