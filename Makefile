@@ -1,0 +1,46 @@
+# pandamode: two commands for a new user.
+#   make run    creates .venv, installs pandamode, starts the dashboard on http://127.0.0.1:8000
+#   make test   installs the test dependencies (PyTorch CPU, Playwright, Debian's Chromium) and runs
+#               the linters and the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# PyTorch is only a test reference; 2.13.0 is the CPU build this project is checked against.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: run test lint install install-test browser bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+run: install
+	$(BIN)/pandamode serve
+
+install-test: $(VENV)/.test-installed browser
+
+$(VENV)/.test-installed: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[test]' '$(TORCH_SPEC)'
+	touch $@
+
+# The browser tests drive Debian's Chromium; nothing downloads a browser of its own.
+browser:
+	@bash .ci/install-chromium
+
+lint: install-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/pytest
+
+bench: install-test
+	$(BIN)/python bench/engine_vs_torch.py
+	$(BIN)/python bench/dashboard_speed.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
