@@ -1,0 +1,159 @@
+// Charts of one run with uPlot: loss, accuracy and learning rate on one shared step axis.
+// This file only draws; run.js owns the data and decides when to redraw (once per animation
+// frame). Exposes window.PandaCharts.
+"use strict";
+
+(function () {
+  const SYNC_KEY = "pandamode";
+  const COLORS = {
+    train: "#2f6fdf",
+    trainRaw: "rgba(47, 111, 223, 0.22)",
+    val: "#d9480f",
+    lr: "#6741d9",
+    marker: { set_lr: "#6741d9", pause: "#b7791f", resume: "#1f8a4c", stop: "#c8312e" },
+    nonfinite: "#c8312e",
+  };
+
+  // Three significant digits, switching to exponent form for very small or large numbers.
+  function sig(v) {
+    if (v === null || v === undefined || !Number.isFinite(v)) return "–";
+    const a = Math.abs(v);
+    if (a !== 0 && (a < 1e-3 || a >= 1e5)) return v.toExponential(2).replace("e-", "e−");
+    return Number(v.toPrecision(3)).toString();
+  }
+
+  // TensorBoard's debiased exponential moving average, computed incrementally: `ema` carries
+  // {last, n} between calls so a new batch costs O(batch), and a slider change recomputes once.
+  // Non-finite points are skipped (shown as gaps) and do not disturb the average.
+  function smoothInto(raw, out, ema, weight) {
+    for (let i = out.length; i < raw.length; i++) {
+      const x = raw[i];
+      if (x === null || !Number.isFinite(x)) {
+        out.push(null);
+        continue;
+      }
+      ema.last = ema.last * weight + (1 - weight) * x;
+      ema.n += 1;
+      out.push(weight === 0 ? x : ema.last / (1 - weight ** ema.n));
+    }
+  }
+
+  // Short text drawn beside an event marker.
+  function eventLabel(ev) {
+    const p = ev.payload || {};
+    if (ev.type === "set_lr") return `lr ${sig(p.lr ?? ev.lr)}`;
+    if (ev.type === "step") return `step ${p.n ?? ev.n ?? ""}`.trim();
+    if (ev.type === "status" && p.status) return p.status;
+    return ev.type;
+  }
+
+  // uPlot plugin: a dashed vertical line with a label at every applied event's step, and a red
+  // tick at the top for every non-finite training loss. Drawn in the `draw` hook so it follows
+  // zoom and resize for free. `state` is read at draw time, so new events need only a redraw.
+  function markersPlugin(state) {
+    function draw(u) {
+      const { ctx } = u;
+      const { left, top, width, height } = u.bbox;
+      const dpr = window.devicePixelRatio || 1;
+      ctx.save();
+      ctx.beginPath();
+      ctx.rect(left, top, width, height);
+      ctx.clip();
+      ctx.font = `${11 * dpr}px system-ui, sans-serif`;
+      ctx.lineWidth = dpr;
+      let row = 0;
+      for (const ev of state.events) {
+        if (ev.step === null || ev.step === undefined) continue;
+        const x = Math.round(u.valToPos(ev.step, "x", true));
+        if (x < left || x > left + width) continue;
+        const color = COLORS.marker[ev.type] || "#5d6677";
+        ctx.strokeStyle = color;
+        ctx.fillStyle = color;
+        ctx.setLineDash([4 * dpr, 3 * dpr]);
+        ctx.beginPath();
+        ctx.moveTo(x, top);
+        ctx.lineTo(x, top + height);
+        ctx.stroke();
+        // Stagger labels over three rows so neighbouring markers stay readable.
+        ctx.fillText(eventLabel(ev), x + 3 * dpr, top + (12 + 13 * (row % 3)) * dpr);
+        row += 1;
+      }
+      ctx.setLineDash([]);
+      ctx.fillStyle = COLORS.nonfinite;
+      for (const step of state.nonfinite) {
+        const x = u.valToPos(step, "x", true);
+        if (x < left || x > left + width) continue;
+        ctx.fillRect(x - dpr, top, 2 * dpr, 8 * dpr);
+      }
+      ctx.restore();
+    }
+    return { hooks: { draw } };
+  }
+
+  function axisValues(u, splits) {
+    return splits.map((v) => (v === null ? "" : sig(v)));
+  }
+
+  // Accuracy lives in [0, 1]: pad the data range a little but never leave that interval.
+  function accRange(u, min, max) {
+    if (min === null || max === null) return [0, 1];
+    const pad = Math.max(0.01, (max - min) * 0.05);
+    return [Math.max(0, min - pad), Math.min(1, max + pad)];
+  }
+
+  function trainValSeries(name) {
+    return [
+      { label: "step" },
+      { label: `train ${name} (raw)`, stroke: COLORS.trainRaw, width: 1, points: { show: false } },
+      { label: `train ${name}`, stroke: COLORS.train, width: 1.5, points: { show: false } },
+      { label: `val ${name}`, stroke: COLORS.val, width: 2, spanGaps: true, points: { show: true, size: 5 } },
+    ];
+  }
+
+  // The uPlot options for one chart kind ("loss", "acc", "lr").
+  function options(kind, state, hooks, width) {
+    const y = { auto: true };
+    let series;
+    if (kind === "loss") {
+      series = trainValSeries("loss");
+      if (state.lossLog) Object.assign(y, { distr: 3, log: 10 });
+    } else if (kind === "acc") {
+      series = trainValSeries("acc");
+      y.range = accRange;
+    } else {
+      series = [
+        { label: "step" },
+        { label: "lr", stroke: COLORS.lr, width: 1.5, points: { show: false },
+          paths: uPlot.paths.stepped({ align: 1 }) },
+      ];
+      Object.assign(y, { distr: 3, log: 10 });
+    }
+    return {
+      width,
+      height: kind === "lr" ? 150 : 230,
+      scales: { x: { time: false }, y },
+      series,
+      axes: [{ label: "step" }, { values: axisValues, size: 60 }],
+      cursor: { sync: { key: SYNC_KEY }, drag: { x: true, y: false, setScale: false } },
+      legend: { live: true },
+      hooks,
+      plugins: [markersPlugin(state)],
+    };
+  }
+
+  // Columns for a chart kind; the arrays are shared with run.js (uPlot only reads them).
+  function columns(kind, state) {
+    const d = state.data;
+    const s = state.smooth;
+    if (kind === "loss") return [d.step, d.train_loss, s.train_loss, d.val_loss];
+    if (kind === "acc") return [d.step, d.train_acc, s.train_acc, d.val_acc];
+    return [d.step, d.lr];
+  }
+
+  function create(kind, el, state, hooks) {
+    const width = Math.max(300, el.clientWidth);
+    return new uPlot(options(kind, state, hooks, width), columns(kind, state), el);
+  }
+
+  window.PandaCharts = { create, columns, smoothInto, eventLabel, sig };
+})();

@@ -1,0 +1,294 @@
+// The run page: one EventSource for live data, charts redrawn at most once per animation frame,
+// and the lr / step controls the htmx buttons read their values from.
+// window.pandamode = {charts, data, events, ...} is the page's state, also read by the e2e tests.
+"use strict";
+
+(function () {
+  const run = JSON.parse(document.getElementById("run-data").textContent);
+  const COLUMNS = ["step", "time", "lr", "train_loss", "train_acc", "val_loss", "val_acc"];
+  const ACTIVE = new Set(["queued", "running", "paused"]);
+  const $ = (id) => document.getElementById(id);
+
+  const state = {
+    run,
+    data: Object.fromEntries(COLUMNS.map((c) => [c, []])),
+    smooth: { train_loss: [], train_acc: [] },
+    ema: { train_loss: { last: 0, n: 0 }, train_acc: { last: 0, n: 0 } },
+    weight: Number($("smoothing").value),
+    lossLog: $("loss-log").checked,
+    events: [], // sorted by id; an applied command is updated in place when its step arrives
+    nonfinite: [], // steps whose training loss was NaN or infinite
+    zoom: null, // {min, max} of the step axis while the user has zoomed in
+  };
+  const charts = {};
+
+  // ---- data in ------------------------------------------------------------------------------
+
+  // Tolerates bare NaN/Infinity tokens too (Python's json.dumps default), turned into null.
+  function parseJSON(text) {
+    try {
+      return JSON.parse(text);
+    } catch {
+      return JSON.parse(text.replace(/-?\bInfinity\b|\bNaN\b/g, "null"));
+    }
+  }
+  // The API sends non-finite floats as the strings "NaN" / "Infinity" / "-Infinity" and uses
+  // null for "no value"; the charts want a finite number or null (a gap).
+  const finite = (v) => (typeof v === "number" && Number.isFinite(v) ? v : null);
+  const isNonFinite = (v) => typeof v === "string" || (typeof v === "number" && !Number.isFinite(v));
+
+  // Append a columnar batch, skipping steps already held: a reconnect may resend a few rows.
+  function appendMetrics(batch) {
+    const steps = batch.step || [];
+    const d = state.data;
+    let last = d.step.length ? d.step[d.step.length - 1] : -Infinity;
+    for (let i = 0; i < steps.length; i++) {
+      if (!(steps[i] > last)) continue;
+      last = steps[i];
+      for (const c of COLUMNS) {
+        const col = batch[c];
+        d[c].push(col ? finite(col[i]) : null);
+      }
+      if (batch.train_loss && isNonFinite(batch.train_loss[i])) state.nonfinite.push(steps[i]);
+    }
+    schedule();
+  }
+
+  function upsertEvent(ev) {
+    const i = state.events.findIndex((e) => e.id === ev.id);
+    if (i >= 0) state.events[i] = ev;
+    else {
+      state.events.push(ev);
+      state.events.sort((a, b) => a.id - b.id);
+    }
+    renderEventLog();
+    schedule();
+  }
+
+  function applyStatus(r) {
+    state.run = r;
+    const badge = $("status-badge");
+    badge.textContent = r.status;
+    badge.className = `badge ${r.status}`;
+    updateCounter();
+    updateButtons();
+  }
+
+  // ---- the stream ---------------------------------------------------------------------------
+
+  let source = null;
+  function openStream() {
+    const d = state.data.step;
+    const since = d.length ? d[d.length - 1] : 0;
+    source = new EventSource(`/api/runs/${run.id}/stream?since=${since}`);
+    source.addEventListener("metrics", (e) => appendMetrics(parseJSON(e.data)));
+    source.addEventListener("event", (e) => upsertEvent(parseJSON(e.data)));
+    source.addEventListener("status", (e) => applyStatus(parseJSON(e.data)));
+    source.addEventListener("error", () => {
+      // The browser retries by itself (sending Last-Event-ID) unless the server refused the
+      // stream outright; then reopen later with ?since= so nothing is fetched twice.
+      if (source.readyState === EventSource.CLOSED && ACTIVE.has(state.run.status)) {
+        setTimeout(openStream, 2000);
+      } else if (!ACTIVE.has(state.run.status)) {
+        source.close();
+      }
+    });
+  }
+
+  // Events recorded before the page opened (the stream then sends changes).
+  async function loadEvents() {
+    try {
+      const resp = await fetch(`/api/runs/${run.id}/events`);
+      if (!resp.ok) return;
+      const body = parseJSON(await resp.text());
+      for (const ev of Array.isArray(body) ? body : body.events || []) upsertEvent(ev);
+    } catch (err) {
+      console.warn("could not load events", err);
+    }
+  }
+
+  // ---- drawing ------------------------------------------------------------------------------
+
+  let frame = 0;
+  function schedule() {
+    if (!frame) frame = requestAnimationFrame(redraw);
+  }
+
+  function redraw() {
+    frame = 0;
+    for (const key of ["train_loss", "train_acc"]) {
+      PandaCharts.smoothInto(state.data[key], state.smooth[key], state.ema[key], state.weight);
+    }
+    for (const [kind, chart] of Object.entries(charts)) {
+      chart.setData(PandaCharts.columns(kind, state), state.zoom === null);
+      if (state.zoom !== null) chart.setScale("x", state.zoom);
+    }
+    updateCounter();
+  }
+
+  function updateCounter() {
+    const d = state.data.step;
+    const shown = Math.max(state.run.step || 0, d.length ? d[d.length - 1] : 0);
+    $("step-counter").textContent = shown;
+  }
+
+  // Zoom one chart by dragging: every chart follows. Double-click returns to the full range.
+  function zoomTo(range) {
+    state.zoom = range;
+    for (const chart of Object.values(charts)) {
+      if (range) chart.setScale("x", range);
+      else chart.setData(chart.data, true);
+    }
+  }
+  const chartHooks = {
+    setSelect: [
+      (u) => {
+        if (u.select.width > 4) {
+          const min = u.posToVal(u.select.left, "x");
+          const max = u.posToVal(u.select.left + u.select.width, "x");
+          zoomTo({ min, max });
+        }
+        u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
+      },
+    ],
+    ready: [(u) => u.over.addEventListener("dblclick", () => zoomTo(null))],
+  };
+
+  function makeChart(kind) {
+    const el = $(`chart-${kind}`);
+    if (charts[kind]) charts[kind].destroy();
+    charts[kind] = PandaCharts.create(kind, el, state, chartHooks);
+    applyVisibility(kind);
+  }
+
+  function applyVisibility(kind) {
+    if (kind === "lr") return;
+    const train = $("show-train").checked;
+    const val = $("show-val").checked;
+    const chart = charts[kind];
+    chart.setSeries(1, { show: train });
+    chart.setSeries(2, { show: train });
+    chart.setSeries(3, { show: val });
+  }
+
+  // ---- the event log (the markers' DOM trace) -----------------------------------------------
+
+  function renderEventLog() {
+    const items = state.events.map((ev) => {
+      const li = document.createElement("li");
+      li.dataset.id = ev.id;
+      li.dataset.type = ev.type;
+      li.dataset.step = ev.step ?? "";
+      const where = ev.step === null || ev.step === undefined ? "pending" : `at step ${ev.step}`;
+      li.textContent = `${PandaCharts.eventLabel(ev)} (${ev.source || "user"}, ${where})`;
+      if (ev.step === null || ev.step === undefined) li.className = "pending";
+      if (ev.error) {
+        li.className = "error";
+        li.textContent += `: ${ev.error}`;
+      }
+      return li;
+    });
+    $("event-log").replaceChildren(...items);
+  }
+
+  // ---- controls -----------------------------------------------------------------------------
+
+  const lrInput = $("lr-input");
+  const lrSlider = $("lr-slider");
+  function syncSliderFromInput() {
+    const v = Number(lrInput.value);
+    if (v > 0) lrSlider.value = Math.log10(v);
+  }
+  lrSlider.addEventListener("input", () => {
+    lrInput.value = Number((10 ** Number(lrSlider.value)).toPrecision(3));
+  });
+  lrInput.addEventListener("input", syncSliderFromInput);
+  syncSliderFromInput();
+
+  // Which commands make sense in which status; the server still has the final word (4xx).
+  function updateButtons() {
+    const s = state.run.status;
+    const active = ACTIVE.has(s);
+    const enable = {
+      "apply-lr": active,
+      pause: s === "running" || s === "queued",
+      resume: s === "paused",
+      step: s === "paused",
+      checkpoint: s === "running" || s === "paused",
+      stop: active,
+    };
+    for (const [id, on] of Object.entries(enable)) $(id).disabled = !on;
+  }
+
+  // Answers to the htmx command buttons: a short confirmation, or the server's reason.
+  function showMessage(text, kind) {
+    const p = document.createElement("p");
+    p.className = kind;
+    p.textContent = text;
+    $("command-messages").replaceChildren(p);
+  }
+  function describeError(xhr) {
+    try {
+      const detail = JSON.parse(xhr.responseText).detail;
+      if (Array.isArray(detail)) {
+        return detail.map((d) => `${(d.loc || []).filter((p) => p !== "body").join(".")}: ${d.msg}`).join("; ");
+      }
+      return typeof detail === "string" ? detail : JSON.stringify(detail);
+    } catch {
+      return xhr.statusText || "request failed";
+    }
+  }
+  const controls = $("controls");
+  controls.addEventListener("htmx:afterRequest", (e) => {
+    const cmd = e.detail.elt.dataset.command;
+    const xhr = e.detail.xhr;
+    if (e.detail.successful) {
+      let id = "";
+      try {
+        id = ` (command #${JSON.parse(xhr.responseText).id})`;
+      } catch { /* the id is a nicety */ }
+      showMessage(`${cmd} sent${id}`, "info");
+    } else if (xhr && xhr.status) {
+      showMessage(`${cmd} refused: HTTP ${xhr.status}: ${describeError(xhr)}`, "error");
+    }
+  });
+  controls.addEventListener("htmx:sendError", () => showMessage("network error: command not sent", "error"));
+
+  $("smoothing").addEventListener("input", () => {
+    state.weight = Number($("smoothing").value);
+    $("smoothing-value").textContent = state.weight.toFixed(2);
+    for (const key of ["train_loss", "train_acc"]) {
+      state.smooth[key].length = 0; // recompute from the first point with the new weight
+      state.ema[key] = { last: 0, n: 0 };
+    }
+    schedule();
+  });
+  $("loss-log").addEventListener("change", () => {
+    state.lossLog = $("loss-log").checked;
+    makeChart("loss"); // a scale's distribution is fixed at creation
+    schedule();
+  });
+  for (const id of ["show-train", "show-val"]) {
+    $(id).addEventListener("change", () => ["loss", "acc"].forEach(applyVisibility));
+  }
+  window.addEventListener("resize", () => {
+    for (const [kind, chart] of Object.entries(charts)) {
+      chart.setSize({ width: Math.max(300, $(`chart-${kind}`).clientWidth), height: chart.height });
+    }
+  });
+
+  // ---- start --------------------------------------------------------------------------------
+
+  window.pandamode = {
+    charts,
+    data: state.data,
+    events: state.events,
+    state,
+    lrValue: () => Number(lrInput.value),
+    stepN: () => Number($("step-n").value),
+  };
+  ["loss", "acc", "lr"].forEach(makeChart);
+  applyStatus(run);
+  loadEvents();
+  openStream();
+})();
