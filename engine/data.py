@@ -1,0 +1,228 @@
+"""Datasets: load, check, split (stratified, fixed seed), standardize on the training split.
+
+Everything that can be wrong with data is found here, before the first step, and raised as a
+ValueError that names the problem: a run that starts is a run whose data is sound.
+
+Shapes: N samples, D features, C classes.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.datasets import load_digits, make_blobs, make_moons
+from sklearn.model_selection import train_test_split
+
+from engine.config import RunConfig
+
+log = logging.getLogger(__name__)
+
+Array = np.ndarray
+
+__all__ = ["Dataset", "load_dataset", "make_spirals", "prepare", "read_csv", "read_npz"]
+
+BUILTIN = ("digits", "spirals", "moons", "blobs")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A split, standardized dataset. classes[k] is the original label of class index k."""
+
+    x_train: Array
+    y_train: Array
+    x_val: Array
+    y_val: Array
+    classes: tuple[Any, ...]
+    mean: Array
+    std: Array
+    name: str
+
+    @property
+    def n_features(self) -> int:
+        return int(self.x_train.shape[1])
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+
+def make_spirals(
+    n: int, n_classes: int, noise: float, rng: np.random.Generator
+) -> tuple[Array, Array]:
+    """CS231n's interleaved spirals: n points (N, 2) in n_classes arms, one arm per class."""
+    per = [n // n_classes + (k < n % n_classes) for k in range(n_classes)]
+    xs, ys = [], []
+    for k, m in enumerate(per):
+        r = np.linspace(0.0, 1.0, m)
+        theta = np.linspace(k * 4.0, (k + 1) * 4.0, m) + rng.standard_normal(m) * noise * 2
+        xs.append(np.column_stack([r * np.sin(theta), r * np.cos(theta)]))
+        ys.append(np.full(m, k))
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def _builtin(cfg: RunConfig) -> tuple[Array, Array]:
+    seed = cfg.data_seed
+    if cfg.dataset == "digits":
+        bunch = load_digits()
+        return bunch.data, bunch.target
+    if cfg.dataset == "spirals":
+        return make_spirals(cfg.n_samples, cfg.n_classes, cfg.noise, np.random.default_rng(seed))
+    if cfg.dataset == "moons":
+        return make_moons(cfg.n_samples, noise=cfg.noise, random_state=seed)
+    x, y = make_blobs(
+        cfg.n_samples, n_features=2, centers=cfg.n_classes, cluster_std=1.0 + cfg.noise,
+        random_state=seed,
+    )  # fmt: skip
+    return x, y
+
+
+def _cell(value: str, row: int, col: int) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"CSV row {row}, column {col}: non-numeric feature {value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"CSV row {row}, column {col}: non-finite value {value!r}")
+    return number
+
+
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def read_csv(path: Path) -> tuple[Array, Array]:
+    """Features (N, D) and raw labels (N,) from a CSV whose last column is the label.
+
+    The first row is a header when one of its feature cells is not a number. Labels that are all
+    integers are read as integers, so '2' and '10' sort as numbers; anything else stays a string.
+    """
+    with path.open(newline="") as f:
+        rows = [row for row in csv.reader(f) if row and any(cell.strip() for cell in row)]
+    if rows and not all(_is_number(cell) for cell in rows[0][:-1]):
+        rows = rows[1:]
+    if not rows:
+        raise ValueError(f"{path.name}: no data rows")
+    width = len(rows[0])
+    if width < 2:
+        raise ValueError(f"{path.name}: need at least one feature column and a label column")
+    features, labels = [], []
+    for r, row in enumerate(rows, start=1):
+        if len(row) != width:
+            raise ValueError(f"CSV row {r}: {len(row)} columns, expected {width}")
+        features.append([_cell(v.strip(), r, c) for c, v in enumerate(row[:-1], start=1)])
+        labels.append(row[-1].strip())
+    y: Array = np.array(labels)
+    if all(_is_int(v) for v in labels):
+        y = np.array([int(v) for v in labels])
+    return np.array(features, dtype=np.float64), y
+
+
+def _is_int(value: str) -> bool:
+    try:
+        int(value)
+    except ValueError:
+        return False
+    return True
+
+
+def read_npz(path: Path) -> tuple[Array, Array]:
+    """Arrays X (N, D) and y (N,) from an .npz (loaded without pickle)."""
+    with np.load(path, allow_pickle=False) as archive:
+        missing = {"X", "y"} - set(archive.files)
+        if missing:
+            raise ValueError(f"{path.name}: missing array(s) {sorted(missing)}; need 'X' and 'y'")
+        x, y = archive["X"], archive["y"]
+    if x.ndim != 2:
+        raise ValueError(f"{path.name}: X must be 2-D (N, D), got shape {x.shape}")
+    if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+        raise ValueError(f"{path.name}: X must be numeric, got dtype {x.dtype}")
+    return x.astype(np.float64), y
+
+
+def _raw(cfg: RunConfig) -> tuple[Array, Array]:
+    if cfg.dataset in BUILTIN:
+        return _builtin(cfg)
+    path = Path(cfg.dataset)
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".npz"):
+        raise ValueError(
+            f"dataset {cfg.dataset!r}: expected one of {BUILTIN} or a path to a .csv/.npz file"
+        )
+    if not path.is_file():
+        raise ValueError(f"dataset file {cfg.dataset!r} does not exist")
+    return read_csv(path) if suffix == ".csv" else read_npz(path)
+
+
+def load_dataset(cfg: RunConfig) -> Dataset:
+    """The dataset cfg names, checked, split and standardized."""
+    x, y = _raw(cfg)
+    name = cfg.dataset if cfg.dataset in BUILTIN else Path(cfg.dataset).name
+    return prepare(x, y, cfg, name=name)
+
+
+def _check(x: Array, y: Array) -> None:
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"features must be a non-empty (N, D) array, got shape {x.shape}")
+    if y.ndim != 1 or y.shape[0] != x.shape[0]:
+        raise ValueError(f"labels must be (N,) with N = {x.shape[0]}, got shape {y.shape}")
+    bad = ~np.isfinite(x)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise ValueError(
+            f"non-finite feature value (nan or inf) at row {row + 1}, column {col + 1}"
+        )
+
+
+def prepare(x: Array, y: Array, cfg: RunConfig, *, name: str = "arrays") -> Dataset:
+    """Map labels to 0..C-1, split stratified with cfg.data_seed, standardize with train stats.
+
+    Standardization uses only the training split's mean and std (a constant feature gets std 1),
+    so nothing about the validation set leaks into training.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y)
+    _check(x, y)
+    classes, y_idx = np.unique(y, return_inverse=True)
+    if len(classes) < 2:
+        raise ValueError(f"labels have a single class ({classes[0]!r}); need at least 2")
+    counts = np.bincount(y_idx)
+    if counts.min() < 2:
+        rare = classes[int(counts.argmin())]
+        raise ValueError(
+            f"class {rare!r} has 1 sample; each class needs >= 2 for a stratified split"
+        )
+    try:
+        x_tr, x_va, y_tr, y_va = train_test_split(
+            x, y_idx, test_size=cfg.val_fraction, stratify=y_idx, random_state=cfg.data_seed
+        )
+    except ValueError as exc:
+        raise ValueError(
+            f"cannot split {len(y)} samples with val_fraction={cfg.val_fraction}: {exc}"
+        ) from None
+    if x_tr.shape[0] < cfg.batch_size:
+        raise ValueError(f"{x_tr.shape[0]} training rows is fewer than batch_size={cfg.batch_size}")
+    mean = x_tr.mean(axis=0)
+    std = x_tr.std(axis=0)
+    std[std < 1e-12] = 1.0
+    dtype = np.dtype(cfg.dtype)
+    log.info("dataset %s: %d train, %d val, %d classes", name, len(y_tr), len(y_va), len(classes))
+    return Dataset(
+        x_train=np.ascontiguousarray((x_tr - mean) / std, dtype=dtype),
+        y_train=y_tr.astype(np.int64),
+        x_val=np.ascontiguousarray((x_va - mean) / std, dtype=dtype),
+        y_val=y_va.astype(np.int64),
+        classes=tuple(c.item() if hasattr(c, "item") else c for c in classes),
+        mean=mean,
+        std=std,
+        name=name,
+    )

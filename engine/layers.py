@@ -1,0 +1,216 @@
+"""Forward/backward pairs: `*_forward(...) -> (out, cache)`, `*_backward(dout, cache)`.
+
+Every function is pure in the sense that matters for testing: it never mutates its inputs or the
+incoming gradient. For speed, each one optionally writes its results into caller-owned buffers
+(`out=`, `dx=`, ...); the model passes buffers it owns so a training step allocates almost nothing,
+while tests call the same functions without buffers. A buffer must never alias an input.
+
+Shapes: N batch, D input features, H hidden units, C classes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+Array = np.ndarray
+Cache = tuple[Any, ...]
+
+__all__ = [
+    "affine_backward",
+    "affine_forward",
+    "batchnorm_backward",
+    "batchnorm_forward",
+    "dropout_backward",
+    "dropout_forward",
+    "relu_backward",
+    "relu_forward",
+    "softmax_cross_entropy",
+    "tanh_backward",
+    "tanh_forward",
+]
+
+
+def affine_forward(
+    x: Array, w: Array, b: Array, *, out: Array | None = None
+) -> tuple[Array, Cache]:
+    """x (N, D) @ w (D, H) + b (H,) -> (N, H). Caches the inputs: backward needs exactly x and w."""
+    out = np.matmul(x, w, out=out)
+    out += b
+    return out, (x, w)
+
+
+def affine_backward(
+    dout: Array,
+    cache: Cache,
+    *,
+    need_dx: bool = True,
+    dx: Array | None = None,
+    dw: Array | None = None,
+    db: Array | None = None,
+) -> tuple[Array | None, Array, Array]:
+    """dout (N, H) -> (dx (N, D), dw (D, H), db (H,)).
+
+    need_dx=False skips the largest matmul of the first layer, whose input gradient nobody uses.
+    """
+    x, w = cache
+    dw = np.matmul(x.T, dout, out=dw)
+    db = np.sum(dout, axis=0, out=db)
+    dx = np.matmul(dout, w.T, out=dx) if need_dx else None
+    return dx, dw, db
+
+
+def relu_forward(x: Array, *, out: Array | None = None) -> tuple[Array, Cache]:
+    """max(x, 0). Caches the output: y > 0 is the same mask as x > 0 and y is already there."""
+    out = np.maximum(x, 0, out=out)
+    return out, (out,)
+
+
+def relu_backward(dout: Array, cache: Cache, *, dx: Array | None = None) -> Array:
+    """dx = dout * (y > 0); sign(y) is that mask for y >= 0 and needs no boolean temporary."""
+    (y,) = cache
+    dx = np.sign(y, out=dx)
+    dx *= dout
+    return dx
+
+
+def tanh_forward(x: Array, *, out: Array | None = None) -> tuple[Array, Cache]:
+    """tanh(x). Caches the output since tanh' = 1 - tanh^2."""
+    out = np.tanh(x, out=out)
+    return out, (out,)
+
+
+def tanh_backward(dout: Array, cache: Cache, *, dx: Array | None = None) -> Array:
+    """dx = dout * (1 - y^2), computed in the dx buffer."""
+    (y,) = cache
+    dx = np.multiply(y, y, out=dx)
+    np.subtract(1, dx, out=dx)
+    dx *= dout
+    return dx
+
+
+def batchnorm_forward(
+    x: Array,
+    gamma: Array,
+    beta: Array,
+    running_mean: Array,
+    running_var: Array,
+    *,
+    train: bool,
+    momentum: float,
+    eps: float,
+    out: Array | None = None,
+    x_hat: Array | None = None,
+) -> tuple[Array, Cache | None]:
+    """Batch norm over the batch axis: x (N, H) -> gamma * x_hat + beta.
+
+    Training normalizes with the batch's own mean and biased variance, and updates the running
+    statistics in place (they are the layer's explicit state):
+    running = momentum * running + (1 - momentum) * batch. Like PyTorch, the running variance takes
+    the unbiased batch variance (times N / (N - 1)), so evaluation matches torch.nn.BatchNorm1d.
+    Evaluation normalizes with the running statistics, leaves them alone and returns no cache.
+    """
+    if not train:
+        inv_std = 1.0 / np.sqrt(running_var + eps)
+        out = np.subtract(x, running_mean, out=out)
+        out *= inv_std * gamma
+        out += beta
+        return out, None
+    n = x.shape[0]
+    mean = x.mean(axis=0)
+    x_hat = np.subtract(x, mean, out=x_hat)
+    out = np.multiply(x_hat, x_hat, out=out)  # out doubles as scratch for the squares
+    var = out.mean(axis=0)
+    inv_std = 1.0 / np.sqrt(var + eps)
+    x_hat *= inv_std
+    np.multiply(x_hat, gamma, out=out)
+    out += beta
+    running_mean *= momentum
+    running_mean += (1.0 - momentum) * mean
+    running_var *= momentum
+    running_var += (1.0 - momentum) * (n / (n - 1)) * var
+    return out, (x_hat, gamma, inv_std)
+
+
+def batchnorm_backward(
+    dout: Array,
+    cache: Cache,
+    *,
+    dx: Array | None = None,
+    dgamma: Array | None = None,
+    dbeta: Array | None = None,
+) -> tuple[Array, Array, Array]:
+    """dout (N, H) -> (dx, dgamma (H,), dbeta (H,)) from the cached x_hat and inv_std.
+
+    The closed form dx = gamma * inv_std * (dout - mean(dout) - x_hat * mean(dout * x_hat))
+    reuses dbeta = sum(dout) and dgamma = sum(dout * x_hat), so no batch statistic is recomputed.
+    """
+    x_hat, gamma, inv_std = cache
+    n = dout.shape[0]
+    dbeta = np.sum(dout, axis=0, out=dbeta)
+    dx = np.multiply(dout, x_hat, out=dx)  # dx doubles as scratch for dout * x_hat
+    dgamma = np.sum(dx, axis=0, out=dgamma)
+    np.multiply(x_hat, dgamma / n, out=dx)
+    dx += dbeta / n
+    np.subtract(dout, dx, out=dx)
+    dx *= gamma * inv_std
+    return dx, dgamma, dbeta
+
+
+def dropout_forward(
+    x: Array,
+    p: float,
+    *,
+    train: bool,
+    rng: np.random.Generator | None = None,
+    mask: Array | None = None,
+    out: Array | None = None,
+) -> tuple[Array, Cache]:
+    """Inverted dropout: zero each unit with probability p and scale survivors by 1 / (1 - p).
+
+    Scaling at train time keeps the expected activation unchanged, so evaluation is the identity
+    (x itself is returned, not a copy).
+    Pass `mask` to reuse a fixed mask (gradient checks); otherwise one is drawn from `rng` into the
+    `mask` buffer if given, else a new array. The cache is the scaled mask.
+    """
+    if not train or p == 0.0:
+        return x, (None,)
+    if rng is not None:
+        mask = np.empty_like(x) if mask is None else mask
+        rng.random(out=mask, dtype=mask.dtype)
+        np.greater_equal(mask, p, out=mask)
+        mask *= 1.0 / (1.0 - p)
+    if mask is None:
+        raise ValueError("dropout_forward in training needs an rng or a mask")
+    out = np.multiply(x, mask, out=out)
+    return out, (mask,)
+
+
+def dropout_backward(dout: Array, cache: Cache, *, dx: Array | None = None) -> Array:
+    """dx = dout * mask (dout itself when dropout was inactive)."""
+    (mask,) = cache
+    if mask is None:
+        return dout
+    return np.multiply(dout, mask, out=dx)
+
+
+def softmax_cross_entropy(
+    logits: Array, y: Array, *, dlogits: Array | None = None
+) -> tuple[float, Array]:
+    """Mean cross-entropy of logits (N, C) against integer labels y (N,), and its gradient.
+
+    Stable: subtract the row max, take log-probabilities first, probabilities from them.
+    Non-finite logits give a nan/inf loss rather than an exception (the caller reports divergence).
+    """
+    n = logits.shape[0]
+    with np.errstate(all="ignore"):
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_z = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        log_p = np.subtract(shifted, log_z, out=shifted)
+        rows = np.arange(n)
+        loss = -float(log_p[rows, y].mean())
+        dlogits = np.exp(log_p, out=dlogits)
+        dlogits[rows, y] -= 1.0
+        dlogits /= n
+    return loss, dlogits

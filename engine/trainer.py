@@ -1,0 +1,214 @@
+"""Trainer: one `step()` per mini-batch; the caller (worker, CLI, test) owns the loop.
+
+All randomness of a run (weight init, epoch shuffles, dropout masks) comes from one
+np.random.Generator seeded with cfg.seed, and its state is part of `state_dict()`, so a run saved
+at step k and loaded into a fresh Trainer continues with exactly the same losses.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from engine.checkpoint import load_trainer_state, trainer_state
+from engine.config import RunConfig
+from engine.data import Dataset, load_dataset
+from engine.model import MLP, ModelSpec
+from engine.optim import OPTIMIZERS, Update, init_state
+from engine.schedules import lr_factor
+
+log = logging.getLogger(__name__)
+
+Array = np.ndarray
+
+__all__ = ["StepRecord", "Trainer", "steps_per_epoch", "train_step"]
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    """What one step reports. epoch is fractional: steps completed / steps per epoch."""
+
+    step: int
+    epoch: float
+    lr: float
+    loss: float
+    acc: float
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Batches per epoch. A trailing remainder of one sample joins the previous batch (so a BN
+    layer never sees a batch of 1); a remainder of two or more is a batch of its own."""
+    full, rem = divmod(n, batch_size)
+    return full + (1 if rem >= 2 or full == 0 else 0)
+
+
+def train_step(
+    model: MLP,
+    update: Update,
+    opt_state: dict[str, Any],
+    x: Array,
+    y: Array,
+    *,
+    lr: float,
+    weight_decay: float = 0.0,
+    rng: np.random.Generator | None = None,
+) -> tuple[float, float]:
+    """Forward, backward, L2 on the weight matrices (model.theta[:n_weights]), update.
+
+    Returns (loss, accuracy) of the batch before the update. Overflow in a diverging run yields
+    nan/inf values rather than warnings or exceptions.
+    """
+    loss, acc = model.loss_and_grad(x, y, rng=rng)
+    with np.errstate(all="ignore"):
+        if weight_decay:
+            nw = model.n_weights
+            scratch = opt_state["scratch"][:nw]
+            np.multiply(model.theta[:nw], weight_decay, out=scratch)
+            model.grad[:nw] += scratch
+        update(model.theta, model.grad, opt_state, lr=lr)
+    return loss, acc
+
+
+def _hyper(cfg: RunConfig) -> dict[str, float]:
+    return {
+        "sgd": {},
+        "momentum": {"mu": cfg.momentum},
+        "rmsprop": {"rho": cfg.rms_decay, "eps": cfg.eps},
+        "adam": {"beta1": cfg.beta1, "beta2": cfg.beta2, "eps": cfg.eps},
+    }[cfg.optimizer]
+
+
+def model_spec(cfg: RunConfig, n_in: int, n_out: int) -> ModelSpec:
+    """The network shape a config asks for, on data with n_in features and n_out classes."""
+    return ModelSpec(
+        n_in=n_in,
+        n_out=n_out,
+        hidden=tuple(cfg.hidden),
+        activation=cfg.activation,
+        batchnorm=cfg.batchnorm,
+        bn_position=cfg.bn_position,
+        bn_momentum=cfg.bn_momentum,
+        bn_eps=cfg.bn_eps,
+        dropout=cfg.dropout,
+        init=cfg.init,
+        dtype=cfg.dtype,
+    )
+
+
+class Trainer:
+    """A run in progress: data, model, optimizer state, schedule position, RNG, data cursor."""
+
+    def __init__(self, cfg: RunConfig, *, data: Dataset | None = None) -> None:
+        """Load and check the data (ValueError on bad data), then build and initialize the model."""
+        self.cfg = cfg
+        self.data = data if data is not None else load_dataset(cfg)
+        if self.data.x_train.shape[0] < cfg.batch_size:
+            raise ValueError(
+                f"{self.data.x_train.shape[0]} training rows is fewer than "
+                f"batch_size={cfg.batch_size}"
+            )
+        self.rng = np.random.default_rng(cfg.seed)
+        self.model = MLP(model_spec(cfg, self.data.n_features, self.data.n_classes), self.rng)
+        self._update = partial(OPTIMIZERS[cfg.optimizer], **_hyper(cfg))
+        self.opt_state = init_state(cfg.optimizer, self.model.theta)
+        self._base_lr = float(cfg.lr)
+        self.step_count = 0
+        n = self.data.x_train.shape[0]
+        self.steps_per_epoch = steps_per_epoch(n, cfg.batch_size)
+        self.total_steps = cfg.max_steps or cfg.epochs * self.steps_per_epoch
+        self._epoch_index = 0
+        self._cursor = 0
+        self._perm = np.zeros(0, dtype=np.int64)
+
+    @property
+    def classes(self) -> tuple[Any, ...]:
+        """Original label of each class index: classes[k] was mapped to k."""
+        return self.data.classes
+
+    @property
+    def finished(self) -> bool:
+        return self.step_count >= self.total_steps
+
+    @property
+    def lr(self) -> float:
+        """The base learning rate the user last set (the schedule multiplies it)."""
+        return self._base_lr
+
+    def set_lr(self, lr: float) -> None:
+        """Live override of the base rate; the schedule continues from its current position."""
+        lr = float(lr)
+        if not (math.isfinite(lr) and lr > 0.0):
+            raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+        self._base_lr = lr
+
+    def current_lr(self) -> float:
+        """The rate the next step will use: base rate times the schedule factor."""
+        cfg = self.cfg
+        factor = lr_factor(
+            cfg.schedule,
+            self.step_count,
+            total=self.total_steps,
+            step_size=cfg.lr_step_size,
+            gamma=cfg.lr_gamma,
+            min_factor=cfg.lr_min_factor,
+        )
+        return self._base_lr * factor
+
+    def _next_batch(self) -> tuple[Array, Array]:
+        """The next mini-batch, reshuffling from the run's RNG at the start of every epoch."""
+        n, bs = self.data.x_train.shape[0], self.cfg.batch_size
+        if self._cursor == 0:
+            self._perm = self.rng.permutation(n)
+        start = self._cursor * bs
+        last = self._cursor == self.steps_per_epoch - 1
+        idx = self._perm[start:] if last else self._perm[start : start + bs]
+        self._cursor += 1
+        if self._cursor == self.steps_per_epoch:
+            self._cursor = 0
+            self._epoch_index += 1
+        x = self.model._buf("batch_x", (len(idx), self.data.n_features))
+        np.take(self.data.x_train, idx, axis=0, out=x)
+        return x, self.data.y_train[idx]
+
+    def step(self) -> StepRecord:
+        """Train on one mini-batch; returns the batch's loss and accuracy before the update."""
+        if self.finished:
+            raise RuntimeError(f"run finished after {self.total_steps} steps")
+        lr = self.current_lr()
+        x, y = self._next_batch()
+        loss, acc = train_step(
+            self.model,
+            self._update,
+            self.opt_state,
+            x,
+            y,
+            lr=lr,
+            weight_decay=self.cfg.weight_decay,
+            rng=self.rng,
+        )
+        self.step_count += 1
+        return StepRecord(
+            step=self.step_count,
+            epoch=self.step_count / self.steps_per_epoch,
+            lr=lr,
+            loss=loss,
+            acc=acc,
+        )
+
+    def evaluate(self) -> dict[str, float]:
+        """Loss and accuracy on the validation split, in evaluation mode."""
+        loss, acc = self.model.evaluate(self.data.x_val, self.data.y_val)
+        return {"loss": loss, "acc": acc}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue bit for bit; arrays are copies."""
+        return trainer_state(self)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a state_dict() (possibly from another Trainer of the same shape)."""
+        load_trainer_state(self, state)
