@@ -133,7 +133,8 @@
       height: kind === "lr" ? 150 : 230,
       scales: { x: { time: false }, y },
       series,
-      axes: [{ label: "step" }, { values: axisValues, size: 60 }],
+      // Only the bottom chart names the shared x axis; the others save the height.
+      axes: [kind === "lr" ? { label: "step", labelSize: 20 } : {}, { values: axisValues, size: 60 }],
       cursor: { sync: { key: SYNC_KEY }, drag: { x: true, y: false, setScale: false } },
       legend: { live: true },
       hooks,

@@ -1,0 +1,135 @@
+"""Browser tests against the real thing: `pandamode serve` in a subprocess, Debian's Chromium.
+
+The server runs exactly as a user starts it (its own process, its own workers, SQLite in a temp
+data dir), so these tests cover the wiring that in-process tests cannot: static files, the SSE
+stream through uvicorn, the worker applying commands. Chromium is the system one
+(/usr/bin/chromium); nothing here downloads a browser.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path(os.environ.get("PANDAMODE_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
+SERVER_START_TIMEOUT = 60.0
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test in this directory drives a browser: mark them all `e2e` (`-m "not e2e"`)."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.e2e)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_healthy(proc: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
+    deadline = time.monotonic() + SERVER_START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            log = log_path.read_text(errors="replace")
+            pytest.fail(f"pandamode serve exited with {proc.returncode}:\n{log[-4000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"{url} did not answer within {SERVER_START_TIMEOUT} s:\n{log_path.read_text()}")
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`pandamode serve` on a free loopback port with a fresh data dir, stopped at the end."""
+    data_dir = tmp_path_factory.mktemp("pandamode-data")
+    log_path = data_dir / "server.log"
+    port = _free_port()
+    cmd = [sys.executable, "-m", "app.cli", "serve"]
+    cmd += ["--port", str(port), "--data-dir", str(data_dir)]
+    with log_path.open("wb") as log:
+        # A session of its own, so the cleanup below can reach the worker processes too.
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    server_url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(proc, server_url + "/healthz", log_path)
+        yield server_url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+        # Anything the server left behind in its own process group (workers) goes too.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def api(server_url: str) -> Callable[[str], Any]:
+    """GET a JSON API path: the tests check the server's state, not only the page's."""
+
+    def get_json(path: str) -> Any:
+        with urllib.request.urlopen(server_url + path, timeout=10) as resp:
+            return json.load(resp)
+
+    return get_json
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Browser]:
+    """Headless Debian Chromium; skipped (failed under CI=true) when it is not installed."""
+    if not CHROMIUM.exists():
+        reason = f"{CHROMIUM} not found: install Debian's chromium (make browser) for e2e tests"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def browser_page(chromium: Browser) -> Iterator[Page]:
+    """A fresh 1280x900 page; page errors fail the test instead of passing silently."""
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.set_default_timeout(20_000)
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"

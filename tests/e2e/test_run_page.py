@@ -1,0 +1,150 @@
+"""One babysitting session through the browser: start, watch, pause, change lr, resume, reload,
+stop. Every wait is on observable state (page JS state, DOM, the JSON API) with a timeout."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from playwright.sync_api import Page, expect
+
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshot.png"
+Api = Callable[[str], Any]
+NEW_LR = 0.02
+
+
+def data_length(page: Page) -> int:
+    """Metric rows the page holds (window.pandamode.data, filled from the stream)."""
+    return int(page.evaluate("window.pandamode.data.step.length"))
+
+
+def counter(page: Page) -> int:
+    """The live step counter in the run header."""
+    return int(page.locator("#step-counter").inner_text())
+
+
+def wait_counter_above(page: Page, value: int) -> None:
+    page.wait_for_function(
+        "v => Number(document.getElementById('step-counter').textContent) > v", arg=value
+    )
+
+
+def start_run_from_form(page: Page, server_url: str, api: Api) -> int:
+    """Fill the new-run form for a run that will not end by itself; return the new run's id."""
+    page.goto(server_url + "/")
+    page.fill("input[name=name]", "e2e babysitting")
+    page.fill("input[name=hidden]", "32")
+    page.fill("input[name=lr]", "0.001")
+    page.fill("input[name=max_steps]", "1000000")
+    page.fill("textarea[name=advanced]", '{"eval_every": 20}')
+    page.click("#new-run button[type=submit]")
+    page.wait_for_url(re.compile(r"/runs/\d+$"))
+    run_id = int(page.url.rsplit("/", 1)[1])
+    run = api(f"/api/runs/{run_id}")
+    assert run["name"] == "e2e babysitting"
+    assert run["config"]["eval_every"] == 20
+    assert run["config"]["max_steps"] == 1_000_000
+    return run_id
+
+
+def save_screenshot(page: Page, tmp_path: Path) -> None:
+    """docs/screenshot.png is only rewritten on request (UPDATE_SCREENSHOT=1) or when missing,
+    so a test run never dirties the tree; otherwise the shot goes to the test's tmp dir."""
+    shot = tmp_path / "run-page.png"
+    page.screenshot(path=str(shot))
+    if os.environ.get("UPDATE_SCREENSHOT") == "1" or not SCREENSHOT.exists():
+        shutil.copyfile(shot, SCREENSHOT)
+
+
+def test_babysit_a_run(browser_page: Page, server_url: str, api: Api, tmp_path: Path) -> None:
+    page = browser_page
+    run_id = start_run_from_form(page, server_url, api)
+
+    # Live: the curve gains points and the counter moves.
+    page.wait_for_function("window.pandamode && window.pandamode.data.step.length > 20")
+    before = data_length(page)
+    step_before = counter(page)
+    page.wait_for_function("n => window.pandamode.data.step.length > n + 20", arg=before)
+    wait_counter_above(page, step_before)
+    expect(page.locator("#status-badge")).to_have_text("running")
+    # Evaluations arrive as well (eval_every 20), drawn as the validation series.
+    page.wait_for_function("window.pandamode.data.val_loss.some(v => v !== null)")
+
+    # Pause: the status says so and the counter stops.
+    page.click("#pause")
+    expect(page.locator("#status-badge")).to_have_text("paused")
+    expect(page.locator("#event-log li[data-type=pause]")).not_to_have_attribute("data-step", "")
+    paused_at = counter(page)
+    rows_paused = data_length(page)
+    time.sleep(1.0)
+    assert counter(page) == paused_at
+    assert data_length(page) == rows_paused
+    assert api(f"/api/runs/{run_id}")["step"] == paused_at
+
+    # A new learning rate through the number field; its marker lands at the paused step.
+    page.fill("#lr-input", str(NEW_LR))
+    page.click("#apply-lr")
+    marker = page.locator("#event-log li[data-type=set_lr]")
+    expect(marker).to_have_count(1)
+    expect(marker).to_have_attribute("data-step", str(paused_at))
+    assert page.evaluate(
+        "s => window.pandamode.events.some(e => e.type === 'set_lr' && e.step === s)", paused_at
+    )
+    expect(page.locator("#command-messages")).to_contain_text("set_lr sent")
+
+    # Resume: steps continue, and the lr chart's last value is the new rate.
+    page.click("#resume")
+    expect(page.locator("#status-badge")).to_have_text("running")
+    wait_counter_above(page, paused_at + 10)
+    page.wait_for_function(
+        "lr => { const c = window.pandamode.charts.lr.data[1];"
+        " return Math.abs(c[c.length - 1] - lr) < 1e-12; }",
+        arg=NEW_LR,
+    )
+    assert (
+        page.evaluate(
+            "s => window.pandamode.data.lr[window.pandamode.data.step.indexOf(s)]", paused_at
+        )
+        == 0.001
+    )
+
+    # Reload: the whole history comes back (from step 1) and keeps streaming.
+    rows_before_reload = data_length(page)
+    page.reload()
+    page.wait_for_function(
+        "n => window.pandamode && window.pandamode.data.step.length >= n", arg=rows_before_reload
+    )
+    assert page.evaluate("window.pandamode.data.step[0]") == 1
+    expect(page.locator("#event-log li[data-type=set_lr]")).to_have_attribute(
+        "data-step", str(paused_at)
+    )
+    resumed_rows = data_length(page)
+    page.wait_for_function("n => window.pandamode.data.step.length > n", arg=resumed_rows)
+    save_screenshot(page, tmp_path)
+
+    # Stop (the page asks for confirmation first): the run settles and the controls go quiet.
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#stop")
+    expect(page.locator("#status-badge")).to_have_text("stopped")
+    expect(page.locator("#pause")).to_be_disabled()
+    expect(page.locator("#run-status")).not_to_have_attribute("hx-trigger", re.compile("."))
+    assert api(f"/api/runs/{run_id}")["status"] == "stopped"
+
+
+def test_new_run_form_rejects_bad_input(browser_page: Page, server_url: str, api: Api) -> None:
+    page = browser_page
+    runs_before = len(api("/api/runs"))
+    page.goto(server_url + "/")
+    page.fill("input[name=lr]", "-1")
+    page.click("#new-run button[type=submit]")
+    error = page.locator("#new-run-messages li")
+    expect(error).to_have_count(1)
+    expect(error).to_have_attribute("data-field", re.compile(r"(^|\.)lr$"))
+    expect(page.locator("input[name=lr]")).to_have_class(re.compile(r"\binvalid\b"))
+    assert page.url == server_url + "/"
+    assert len(api("/api/runs")) == runs_before
