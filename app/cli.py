@@ -1,0 +1,128 @@
+"""``pandamode serve | train | worker``: the console script.
+
+Bad input (a missing file, invalid JSON, an invalid config) is the user's to fix, so it gets one
+clear line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+EXIT_BAD_INPUT = 2
+
+
+class BadInput(Exception):
+    """A user mistake: printed as one line, exit code 2."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pandamode", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="the dashboard with its worker(s)")
+    serve.add_argument("--host", help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8000)")
+    _add_db_flags(serve)
+    serve.add_argument("--workers", type=int, help="worker processes to start (default 1)")
+    train = sub.add_parser("train", help="train one run headless, with a progress bar")
+    train.add_argument("config", help="JSON file: a run config, or {name, config}")
+    _add_db_flags(train)
+    train.add_argument("--json", action="store_true", help="print final metrics as JSON")
+    worker = sub.add_parser("worker", help="a worker alone, claiming queued runs")
+    _add_db_flags(worker)
+    return parser
+
+
+def _add_db_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--data-dir", help="data directory (default ./pandamode-data)")
+    group.add_argument("--db", help="SQLAlchemy database URL (default: SQLite in the data dir)")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    for flag, field in (
+        ("host", "host"),
+        ("port", "port"),
+        ("data_dir", "data_dir"),
+        ("db", "db_url"),
+        ("workers", "workers"),
+    ):
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides[field] = value
+    try:
+        return Settings(**overrides)
+    except ValueError as exc:
+        raise BadInput(f"invalid settings: {exc}") from exc
+
+
+def serve(settings: Settings) -> int:
+    """Run the dashboard (one uvicorn process) and its workers until interrupted."""
+    import uvicorn
+
+    from app.main import create_app
+
+    if settings.needs_token and not settings.token:
+        settings = settings.model_copy(update={"token": secrets.token_urlsafe(24)})
+    shown = f"[{settings.host}]" if ":" in settings.host else settings.host
+    url = f"http://{shown}:{settings.port}/"
+    if settings.needs_token:
+        url += f"?token={settings.token}"
+    print(f"pandamode: serving on {url}", flush=True)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        workers=1,
+        timeout_graceful_shutdown=int(max(settings.shutdown_grace, 1)),
+        log_level="info",
+    )
+    return 0
+
+
+def worker(settings: Settings) -> int:
+    """Run one worker process until SIGTERM/SIGINT."""
+    from app.db import Database
+    from app.worker.loop import Worker
+
+    db = Database(settings.database_url, wal=settings.sqlite_wal)
+    db.create_all()
+    w = Worker(db, settings)
+    w.install_signal_handlers()
+    try:
+        w.run_forever()
+    finally:
+        db.dispose()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``pandamode`` console script; returns the exit code."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.command == "train" else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = _settings(args)
+        if args.command == "serve":
+            return serve(settings)
+        if args.command == "worker":
+            return worker(settings)
+        from app.headless import train
+
+        return train(settings, Path(args.config), as_json=args.json)
+    except BadInput as exc:
+        print(f"pandamode: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,50 @@
+"""Forks: a new run that continues from a parent's checkpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.crud.checkpoints import copy_checkpoint, latest_checkpoint
+from app.crud.events import record_command
+from app.crud.metrics import copy_metrics, last_metrics
+from app.crud.runs import create_run
+from app.models import Run
+
+
+def fork_run(
+    session: Session,
+    parent: Run,
+    *,
+    step: int,
+    config: dict[str, Any],
+    name: str | None = None,
+    lr: float | None = None,
+) -> Run | None:
+    """Create a queued run continuing from the parent's checkpoint at or before ``step``.
+
+    The child gets its own copy of that checkpoint and of the parent's metric rows up to it, so
+    it stands alone (its chart, CSV and crash recovery need nothing from the parent). A new base
+    learning rate is queued as a ``set_lr`` command, so it shows on the chart at the fork step.
+    Returns None when the parent has no checkpoint at or before ``step``.
+    """
+    ckpt = latest_checkpoint(session, parent.id, at_or_before=step)
+    if ckpt is None:
+        return None
+    child = create_run(
+        session,
+        config=config,
+        name=name or f"{parent.name} fork@{ckpt.step}",
+        parent_id=parent.id,
+        parent_step=ckpt.step,
+    )
+    copy_checkpoint(session, ckpt, child.id)
+    copy_metrics(session, parent.id, child.id, up_to=ckpt.step)
+    last = last_metrics(session, child.id)
+    child.lr = last.get("lr") if isinstance(last.get("lr"), float) else child.lr
+    child.total_steps = parent.total_steps
+    if lr is not None:
+        record_command(session, child.id, "set_lr", {"lr": lr})
+    session.flush()
+    return child

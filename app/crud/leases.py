@@ -1,0 +1,85 @@
+"""Who trains which run: claims, heartbeats and releases, guarded by ``worker_id`` + lease.
+
+Every write a worker makes to its run goes through ``renew_lease`` first: if the lease was lost
+(the worker stalled past ``lease_until`` and another worker took the run), the UPDATE matches
+nothing and the caller abandons the run instead of writing over the new owner.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import and_, case, exists, or_, select, update
+from sqlalchemy.orm import Session
+
+from app.crud.runs import now
+from app.models import Event, Run
+
+
+def _claimable(ts: float) -> Any:
+    expired = Run.lease_until < ts
+    unowned = Run.worker_id.is_(None)
+    pending = exists().where(Event.run_id == Run.id, Event.source == "user", Event.step.is_(None))
+    return or_(
+        and_(Run.status.in_(("queued", "running")), or_(unowned, expired)),
+        and_(Run.status == "paused", Run.worker_id.is_not(None), expired),
+        and_(Run.status == "paused", unowned, pending),
+    )
+
+
+def claim_run(
+    session: Session, worker_id: str, lease_seconds: float, *, run_id: int | None = None
+) -> Run | None:
+    """Take the next claimable run (or the given one) for ``worker_id``; None if there is none.
+
+    Claimable: queued; running or paused with an expired lease (its worker died); running and
+    released at shutdown; paused and released with a pending command (e.g. resume). Runs coming
+    back come before queued ones, then oldest first. The conditional UPDATE makes the claim
+    atomic on PostgreSQL as well.
+    """
+    ts = now()
+    stmt = select(Run.id).where(_claimable(ts))
+    if run_id is not None:
+        stmt = stmt.where(Run.id == run_id)
+    stmt = stmt.order_by(case((Run.status == "queued", 1), else_=0), Run.id).limit(5)
+    for candidate in session.scalars(stmt).all():
+        result = session.execute(
+            update(Run)
+            .where(Run.id == candidate, _claimable(ts))
+            .values(worker_id=worker_id, lease_until=ts + lease_seconds, updated_at=ts)
+        )
+        if result.rowcount == 1:
+            return session.get(Run, candidate)
+    return None
+
+
+def renew_lease(
+    session: Session, run_id: int, worker_id: str, lease_seconds: float, **values: Any
+) -> bool:
+    """Extend the lease (and set other columns); False if this worker no longer holds the run."""
+    ts = now()
+    result = session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.worker_id == worker_id)
+        .values(lease_until=ts + lease_seconds, updated_at=ts, **values)
+    )
+    return result.rowcount == 1
+
+
+def release_run(session: Session, run_id: int, worker_id: str, **values: Any) -> bool:
+    """Hand a run back (status unchanged unless given) so any worker may claim it."""
+    result = session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.worker_id == worker_id)
+        .values(worker_id=None, lease_until=None, updated_at=now(), **values)
+    )
+    return result.rowcount == 1
+
+
+def has_queued_runs(session: Session) -> bool:
+    """Whether any run is waiting for a worker (so a paused run should make room)."""
+    ts = now()
+    stmt = select(Run.id).where(
+        Run.status == "queued", or_(Run.worker_id.is_(None), Run.lease_until < ts)
+    )
+    return session.execute(stmt.limit(1)).first() is not None

@@ -1,0 +1,103 @@
+"""Database engine and sessions: SQLite in WAL mode by default, PostgreSQL by URL.
+
+SQLite allows one writer at a time. Writers therefore start with ``BEGIN IMMEDIATE`` (a deferred
+transaction that reads first and writes later can fail with SQLITE_BUSY without ever calling the
+busy handler); readers keep a plain ``BEGIN`` and short transactions so WAL checkpoints are not
+stalled. pysqlite's own transaction handling is switched off (``isolation_level = None``) so the
+``begin`` listener decides what BEGIN to emit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.models import Base
+
+log = logging.getLogger(__name__)
+
+_WRITE_OPTION = "pandamode_write"
+BUSY_TIMEOUT_MS = 10_000
+
+
+class Database:
+    """One engine plus a read and a write session factory; owned by whoever created it."""
+
+    def __init__(self, url: str, *, wal: bool = True) -> None:
+        self.url = url
+        self.engine = make_engine(url, wal=wal)
+        writer = self.engine.execution_options(**{_WRITE_OPTION: True})
+        self._read = sessionmaker(self.engine, expire_on_commit=False)
+        self._write = sessionmaker(writer, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``: crud picks its INSERT ... ON CONFLICT flavour by it."""
+        return self.engine.dialect.name
+
+    def create_all(self) -> None:
+        """Create missing tables (idempotent; safe for several processes at once)."""
+        with self.engine.begin() as conn:
+            Base.metadata.create_all(conn)
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A short read transaction."""
+        with self._read() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A write transaction (BEGIN IMMEDIATE on SQLite); commits on success, else rolls back."""
+        with self._write() as session, session.begin():
+            yield session
+
+    def ping(self) -> None:
+        """Raise unless the database answers a trivial query."""
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def dispose(self) -> None:
+        """Close pooled connections."""
+        self.engine.dispose()
+
+
+def make_engine(url: str, *, wal: bool = True) -> Engine:
+    """Build an engine; for SQLite install the pragmas and the BEGIN IMMEDIATE hook."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+    _install_sqlite_hooks(engine, wal=wal)
+    return engine
+
+
+def _install_sqlite_hooks(engine: Engine, *, wal: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            mode = "WAL" if wal else "DELETE"
+            answer = cursor.execute(f"PRAGMA journal_mode = {mode}").fetchone()[0]
+            if answer.lower() != mode.lower():
+                log.warning("SQLite answered journal_mode=%s when asked for %s", answer, mode)
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get(_WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

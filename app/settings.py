@@ -1,0 +1,95 @@
+"""Typed settings, read once from ``PANDAMODE_*`` environment variables and CLI flags.
+
+Everything tunable lives here so the web process, the worker subprocesses it starts and the
+headless ``pandamode train`` agree on one set of values: the supervisor hands them to its children
+through the environment (see ``Settings.to_env``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DB_FILE_NAME = "pandamode.db"
+
+
+class Settings(BaseSettings):
+    """All of pandamode's configuration; one comment per field says what it is for."""
+
+    model_config = SettingsConfigDict(env_prefix="PANDAMODE_", extra="ignore")
+
+    # Address the web server binds to; loopback means no token is needed.
+    host: str = "127.0.0.1"
+    # TCP port of the web server.
+    port: int = Field(default=8000, ge=0, le=65535)
+    # Directory for the SQLite file and the only place dataset paths may point into.
+    data_dir: Path = Path("pandamode-data")
+    # SQLAlchemy URL; empty means a SQLite file in data_dir.
+    db_url: str | None = None
+    # Secret for changing requests when bound off loopback; generated at start when empty.
+    token: str | None = None
+    # Number of worker processes `serve` starts (0: start none, e.g. when workers run elsewhere).
+    workers: int = Field(default=1, ge=0, le=64)
+    # Seconds between metric flushes; each flush is one transaction.
+    flush_interval: float = Field(default=0.05, gt=0)
+    # Flush early once this many metric rows are buffered.
+    flush_rows: int = Field(default=200, ge=1)
+    # Seconds between polls of the commands table while training (time-based, not per step).
+    command_poll: float = Field(default=0.05, gt=0)
+    # Write a checkpoint every this many steps (0 disables the step trigger).
+    checkpoint_every_steps: int = Field(default=500, ge=0)
+    # Write a checkpoint every this many seconds (0 disables the time trigger).
+    checkpoint_every_seconds: float = Field(default=30.0, ge=0)
+    # A claimed run is held for this long without a heartbeat before another worker may take it.
+    lease_seconds: float = Field(default=15.0, gt=0)
+    # Seconds an idle worker sleeps between attempts to claim a run.
+    claim_interval: float = Field(default=0.2, gt=0)
+    # A paused run is handed back after this many idle seconds when another run is queued.
+    release_paused_after: float = Field(default=5.0, ge=0)
+    # BLAS threads per worker; pinned because the engine is only bit-exact for a fixed count.
+    blas_threads: int = Field(default=1, ge=1)
+    # Seconds between database polls of each live-stream tail.
+    stream_poll: float = Field(default=0.1, gt=0)
+    # Metric rows per SSE message when sending a backlog.
+    stream_chunk_rows: int = Field(default=2000, ge=1)
+    # Use SQLite's WAL journal; turn off on network filesystems where WAL does not work.
+    sqlite_wal: bool = True
+    # Seconds uvicorn waits for open streams on shutdown; also the workers' grace on stop.
+    shutdown_grace: float = Field(default=3.0, ge=0)
+
+    @property
+    def database_url(self) -> str:
+        """The URL to connect to: db_url, or the SQLite file inside data_dir."""
+        if self.db_url:
+            return self.db_url
+        return f"sqlite:///{(self.data_dir / DB_FILE_NAME).resolve()}"
+
+    @property
+    def needs_token(self) -> bool:
+        """True when bound to anything but loopback, where changing requests need the token."""
+        return not is_loopback(self.host)
+
+    def to_env(self) -> dict[str, str]:
+        """The settings as PANDAMODE_* variables, so a child process rebuilds the same Settings."""
+        env: dict[str, str] = {}
+        for name, value in self.model_dump().items():
+            if value is None:
+                continue
+            key = f"PANDAMODE_{name.upper()}"
+            env[key] = str(value).lower() if isinstance(value, bool) else str(value)
+        env["PANDAMODE_DB_URL"] = self.database_url
+        env["PANDAMODE_DATA_DIR"] = str(self.data_dir.resolve())
+        return env
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a bind address only accepts connections from this machine."""
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,77 @@
+"""What user commands do to a run being trained, kept apart from the I/O of the step loop.
+
+``Control`` is the small state machine the commands drive (paused, steps left, stop,
+checkpoint); ``apply_command`` maps one command row onto it and onto the Trainer. Each command
+is applied at a step boundary and recorded at ``trainer.step_count`` (docs/architecture.md,
+"Step numbering").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+class LrSettable(Protocol):
+    """The part of engine.Trainer commands touch."""
+
+    def set_lr(self, lr: float) -> None: ...
+
+
+@dataclass
+class Control:
+    """The run's control state, changed only by commands and by the step budget running out."""
+
+    paused: bool = False
+    budget: int | None = None
+    stop: bool = False
+    checkpoint: bool = False
+
+    @property
+    def should_step(self) -> bool:
+        """Whether the loop trains now: not paused, or paused with single steps left."""
+        if self.budget is not None:
+            return self.budget > 0
+        return not self.paused
+
+    def count_step(self) -> bool:
+        """Account for one step; True when a ``step N`` budget just ran out (pause now)."""
+        if self.budget is None:
+            return False
+        self.budget -= 1
+        if self.budget > 0:
+            return False
+        self.budget = None
+        self.paused = True
+        return True
+
+
+def apply_command(
+    control: Control, trainer: LrSettable, type_: str, payload: dict[str, Any]
+) -> str | None:
+    """Apply one command; returns an error text when it cannot apply (it is recorded, not raised).
+
+    ``pause`` also cancels a pending ``step`` budget; ``step N`` while running means "run N more
+    steps, then pause", so ``step`` always ends paused exactly N steps later.
+    """
+    if type_ == "set_lr":
+        try:
+            trainer.set_lr(float(payload["lr"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            return f"set_lr rejected: {exc}"
+    elif type_ == "pause":
+        control.paused, control.budget, control.checkpoint = True, None, True
+    elif type_ == "resume":
+        control.paused, control.budget = False, None
+    elif type_ == "step":
+        n = int(payload.get("n", 0))
+        if n < 1:
+            return f"step needs n >= 1, got {n}"
+        control.budget = n
+    elif type_ == "stop":
+        control.stop = True
+    elif type_ == "checkpoint":
+        control.checkpoint = True
+    else:
+        return f"unknown command type {type_!r}"
+    return None

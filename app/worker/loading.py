@@ -1,0 +1,84 @@
+"""Rebuilding a run's Trainer exactly where its committed history ends.
+
+Load the latest checkpoint at or before the committed step, re-apply the ``set_lr`` commands
+recorded from that checkpoint's step on at their recorded steps, and replay the steps between the
+checkpoint and the committed step. The engine is deterministic (with BLAS threads pinned), so the
+replayed steps are the ones already stored, and the next step is the first new one: no step is lost
+and none is counted twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from app import crud
+from app.db import Database
+from engine import RunConfig, Trainer, state_from_bytes
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_EVERY_STEPS = 200
+
+
+@dataclass
+class LoadedRun:
+    """A trainer positioned at the run's committed step, plus what the session needs to go on."""
+
+    trainer: Trainer
+    status: str
+    checkpoint_step: int | None
+    replayed: int
+    best_val_loss: float | None
+    best_val_acc: float | None
+    lr_replay: dict[int, list[float]] = field(default_factory=dict)
+
+
+def load_trainer(db: Database, run_id: int, *, heartbeat: Callable[[], None]) -> LoadedRun:
+    """Build the run's Trainer and bring it to the committed step (see the module docstring)."""
+    with db.read() as s:
+        run = crud.get_run(s, run_id)
+        if run is None:
+            raise LookupError(f"run {run_id} does not exist")
+        config, committed, status = crud.run_config(run), run.step, run.status
+        best_loss, best_acc = run.best_val_loss, run.best_val_acc
+    trainer = Trainer(RunConfig(**config))
+    heartbeat()
+    with db.read() as s:
+        ckpt = crud.latest_checkpoint(s, run_id, at_or_before=committed)
+        ckpt_step = ckpt.step if ckpt is not None else None
+        state = ckpt.state if ckpt is not None else None
+        lrs = [
+            (ev.step, float(crud.event_payload(ev)["lr"]))
+            for ev in crud.applied_set_lr_since(s, run_id, ckpt_step or 0)
+        ]
+    if state is not None:
+        trainer.load_state_dict(state_from_bytes(state))
+    lr_replay: dict[int, list[float]] = {}
+    for step, lr in lrs:
+        if step is not None:
+            lr_replay.setdefault(step, []).append(lr)
+    replayed = _replay(trainer, committed, lr_replay, heartbeat)
+    if replayed:
+        log.info("run %s: replayed %d steps after checkpoint %s", run_id, replayed, ckpt_step)
+    return LoadedRun(trainer, status, ckpt_step, replayed, best_loss, best_acc, lr_replay)
+
+
+def _replay(
+    trainer: Trainer,
+    committed: int,
+    lr_replay: dict[int, list[float]],
+    heartbeat: Callable[[], None],
+) -> int:
+    """Step from the checkpoint to the committed step; the rows exist already, so none are kept."""
+    replayed = 0
+    while True:
+        for lr in lr_replay.pop(trainer.step_count, []):
+            trainer.set_lr(lr)
+        if trainer.step_count >= committed or trainer.finished:
+            return replayed
+        trainer.step()
+        replayed += 1
+        if replayed % HEARTBEAT_EVERY_STEPS == 0:
+            heartbeat()

@@ -1,0 +1,339 @@
+"""Training one claimed run: load and replay, then the step loop with commands and flushes.
+
+Every database write of a session goes through ``_transaction``, which first renews the lease
+(raising ``LeaseLost`` if another worker has taken the run) and writes the buffered metric rows,
+so a status change, an applied command or a checkpoint is always committed together with the
+steps it follows. That is what makes a crash lose nothing: the run's committed step, its rows,
+its checkpoints and its applied commands never disagree.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app import crud
+from app.db import Database
+from app.settings import Settings
+from app.worker.control import Control, apply_command
+from app.worker.loading import load_trainer
+from engine import StepRecord, Trainer, state_to_bytes
+
+log = logging.getLogger(__name__)
+
+
+class LeaseLost(RuntimeError):
+    """Another worker holds the run now; this one must stop touching it."""
+
+
+class RunSession:
+    """Trains one run for one worker until it finishes, stops, fails, diverges or is released."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        worker_id: str,
+        run_id: int,
+        *,
+        should_stop: Callable[[], bool] = lambda: False,
+        on_step: Callable[[StepRecord], None] | None = None,
+        allow_release: bool = True,
+    ) -> None:
+        self.db, self.settings, self.worker_id, self.run_id = db, settings, worker_id, run_id
+        self.should_stop, self.on_step, self.allow_release = should_stop, on_step, allow_release
+        self.trainer: Trainer | None = None
+        self.control = Control()
+        self.buffer: list[dict[str, Any]] = []
+        self.best_loss: float | None = None
+        self.best_acc: float | None = None
+        self.status = ""
+        self._lr_replay: dict[int, list[float]] = {}
+        self._ckpt_step = -1
+        self._ckpt_time = self._last_flush = self._last_heartbeat = time.monotonic()
+        self._last_poll = self._last_queue_check = 0.0
+        self._paused_since: float | None = None
+
+    def run(self) -> str:
+        """Train until an outcome; returns it (finished, stopped, diverged, failed, released...).
+
+        Exceptions are recorded on the run (status failed, error text, a ``failed`` event) and
+        logged with their traceback; only a lost lease is left alone, as the run is not ours.
+        """
+        try:
+            self._start()
+            return self._loop()
+        except LeaseLost:
+            log.warning("worker %s lost the lease on run %s", self.worker_id, self.run_id)
+            return "lease-lost"
+        except Exception as exc:
+            log.exception("run %s failed", self.run_id)
+            self._fail(exc)
+            return "failed"
+
+    # -- start -------------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        loaded = load_trainer(self.db, self.run_id, heartbeat=self._heartbeat)
+        self.trainer = loaded.trainer
+        self.best_loss, self.best_acc = loaded.best_val_loss, loaded.best_val_acc
+        self._lr_replay = loaded.lr_replay
+        self._ckpt_step = loaded.checkpoint_step if loaded.checkpoint_step is not None else -1
+        self.control.paused = loaded.status == "paused"
+        self.status = "paused" if self.control.paused else "running"
+        self._paused_since = time.monotonic() if self.control.paused else None
+        with self._transaction() as s:
+            crud.update_run(s, self.run_id, status=self.status, error=None)
+            crud.record_worker_event(
+                s,
+                self.run_id,
+                "started",
+                self.trainer.step_count,
+                {"checkpoint_step": loaded.checkpoint_step, "replayed": loaded.replayed},
+            )
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def _loop(self) -> str:
+        trainer = self._trainer
+        while True:
+            if self.should_stop():
+                self._end(None, checkpoint=True)
+                return "shutdown"
+            if trainer.finished:
+                return self._finish()
+            now = time.monotonic()
+            if now - self._last_poll >= self.settings.command_poll:
+                self._last_poll = now
+                self._poll_commands()
+                if self.control.stop:
+                    return "stopped"
+            if not self.control.should_step:
+                if self._idle_paused():
+                    return "released"
+                continue
+            if self._train_one():
+                return "diverged"
+            if self._flush_due():
+                self._flush()
+
+    def _train_one(self) -> bool:
+        """One step (plus evaluation when due); True if the loss was not finite."""
+        trainer = self._trainer
+        for lr in self._lr_replay.pop(trainer.step_count, []):
+            trainer.set_lr(lr)
+        rec = trainer.step()
+        row: dict[str, Any] = {
+            "step": rec.step,
+            "time": time.time(),
+            "epoch": rec.epoch,
+            "lr": rec.lr,
+            "train_loss": rec.loss,
+            "train_acc": rec.acc,
+            "val_loss": None,
+            "val_acc": None,
+        }
+        self.buffer.append(row)
+        if self.on_step is not None:
+            self.on_step(rec)
+        if not math.isfinite(rec.loss):
+            self._diverge(rec)
+            return True
+        if rec.step % trainer.cfg.eval_every == 0 or trainer.finished:
+            self._evaluate(row)
+        if self.control.count_step():
+            self._settle_after_budget()
+        return False
+
+    def _evaluate(self, row: dict[str, Any]) -> None:
+        result = self._trainer.evaluate()
+        row["val_loss"], row["val_acc"] = result["loss"], result["acc"]
+        if math.isfinite(result["loss"]) and (
+            self.best_loss is None or result["loss"] < self.best_loss
+        ):
+            self.best_loss = result["loss"]
+        if math.isfinite(result["acc"]) and (
+            self.best_acc is None or result["acc"] > self.best_acc
+        ):
+            self.best_acc = result["acc"]
+
+    def _poll_commands(self) -> None:
+        with self.db.read() as s:
+            commands = [
+                (e.id, e.type, crud.event_payload(e)) for e in crud.pending_commands(s, self.run_id)
+            ]
+        if not commands:
+            return
+        trainer = self._trainer
+        with self._transaction() as s:
+            for event_id, type_, payload in commands:
+                if self.control.stop:
+                    crud.mark_applied(s, event_id, trainer.step_count, "run already stopped")
+                    continue
+                error = apply_command(self.control, trainer, type_, payload)
+                crud.mark_applied(s, event_id, trainer.step_count, error)
+                log.info(
+                    "run %s: %s %s at step %s", self.run_id, type_, payload, trainer.step_count
+                )
+            self._settle_status(s)
+
+    def _settle_status(self, s: Session) -> None:
+        """Bring the stored status in line with the control state after commands."""
+        control = self.control
+        new = "stopped" if control.stop else "paused" if control.paused else "running"
+        if control.stop:
+            control.checkpoint = True
+        if new != self.status:
+            self.status = new
+            crud.update_run(s, self.run_id, status=new)
+            if new == "stopped":
+                crud.release_run(s, self.run_id, self.worker_id)
+        if control.paused and control.budget is None:
+            self._paused_since = self._paused_since or time.monotonic()
+        else:
+            self._paused_since = None
+
+    def _settle_after_budget(self) -> None:
+        """A ``step N`` budget ran out: checkpoint and be paused (an event if we were running)."""
+        with self._transaction(checkpoint=True) as s:
+            if self.status != "paused":
+                self.status = "paused"
+                crud.update_run(s, self.run_id, status="paused")
+                crud.record_worker_event(
+                    s, self.run_id, "paused", self._trainer.step_count, {"reason": "step"}
+                )
+        self._paused_since = time.monotonic()
+
+    def _idle_paused(self) -> bool:
+        """Paused: keep the lease, poll, and maybe hand the run back; True once released."""
+        now = time.monotonic()
+        if self.buffer or now - self._last_heartbeat >= self.settings.lease_seconds / 3:
+            self._flush()
+        since = self._paused_since
+        if (
+            self.allow_release
+            and since is not None
+            and now - since >= self.settings.release_paused_after
+            and now - self._last_queue_check >= 1.0
+        ):
+            self._last_queue_check = now
+            with self.db.read() as s:
+                queued = crud.has_queued_runs(s)
+            if queued:
+                log.info("run %s paused and runs are queued: releasing it", self.run_id)
+                self._end(None, checkpoint=True)
+                return True
+        time.sleep(self.settings.command_poll)
+        return False
+
+    # -- endings -----------------------------------------------------------------------------
+
+    def _finish(self) -> str:
+        payload = {"val_loss": self.best_loss, "val_acc": self.best_acc}
+        self._end("finished", checkpoint=True, event=("finished", payload))
+        return "finished"
+
+    def _diverge(self, rec: StepRecord) -> None:
+        """A non-finite loss: record the row and stop; the last good checkpoint stays the latest."""
+        error = f"non-finite loss ({rec.loss}) at step {rec.step}"
+        log.warning("run %s diverged: %s", self.run_id, error)
+        self._end("diverged", error=error, event=("diverged", {"loss": str(rec.loss)}))
+
+    def _end(
+        self,
+        status: str | None,
+        *,
+        checkpoint: bool = False,
+        error: str | None = None,
+        event: tuple[str, dict[str, Any]] | None = None,
+    ) -> None:
+        """Commit the last rows, optionally a checkpoint and a final status, and release."""
+        with self._transaction(checkpoint=checkpoint) as s:
+            if status is not None:
+                self.status = status
+                crud.update_run(s, self.run_id, status=status, error=error)
+            if event is not None:
+                crud.record_worker_event(
+                    s, self.run_id, event[0], self._trainer.step_count, event[1], error=error
+                )
+            crud.release_run(s, self.run_id, self.worker_id)
+
+    def _fail(self, exc: BaseException) -> None:
+        error = f"{type(exc).__name__}: {exc}"
+        step = self.trainer.step_count if self.trainer is not None else None
+        try:
+            with self.db.write() as s:
+                if not crud.release_run(
+                    s, self.run_id, self.worker_id, status="failed", error=error
+                ):
+                    raise LeaseLost
+                crud.append_metrics(s, self.run_id, self.buffer)
+                crud.record_worker_event(s, self.run_id, "failed", step or 0, error=error)
+        except Exception:
+            log.exception("could not record the failure of run %s", self.run_id)
+
+    # -- writes ------------------------------------------------------------------------------
+
+    @property
+    def _trainer(self) -> Trainer:
+        assert self.trainer is not None, "trainer used before load"
+        return self.trainer
+
+    def _flush_due(self) -> bool:
+        elapsed = time.monotonic() - self._last_flush
+        return (
+            len(self.buffer) >= self.settings.flush_rows or elapsed >= self.settings.flush_interval
+        )
+
+    def _checkpoint_due(self) -> bool:
+        every_steps, every_s = (
+            self.settings.checkpoint_every_steps,
+            self.settings.checkpoint_every_seconds,
+        )
+        step = self._trainer.step_count
+        if every_steps and step - self._ckpt_step >= every_steps:
+            return True
+        return bool(every_s) and time.monotonic() - self._ckpt_time >= every_s
+
+    def _flush(self) -> None:
+        with self._transaction(checkpoint=self._checkpoint_due()):
+            pass
+
+    def _heartbeat(self) -> None:
+        with self.db.write() as s:
+            if not crud.renew_lease(s, self.run_id, self.worker_id, self.settings.lease_seconds):
+                raise LeaseLost
+        self._last_heartbeat = time.monotonic()
+
+    @contextmanager
+    def _transaction(self, *, checkpoint: bool = False) -> Iterator[Session]:
+        """One write transaction: lease guard, buffered rows, the caller's writes, checkpoint."""
+        rows = list(self.buffer)
+        trainer = self._trainer
+        with self.db.write() as s:
+            if not crud.renew_lease(s, self.run_id, self.worker_id, self.settings.lease_seconds):
+                raise LeaseLost
+            crud.append_metrics(s, self.run_id, rows)
+            yield s
+            crud.update_run(
+                s,
+                self.run_id,
+                lr=trainer.current_lr(),
+                total_steps=trainer.total_steps,
+                best_val_loss=self.best_loss,
+                best_val_acc=self.best_acc,
+            )
+            if (checkpoint or self.control.checkpoint) and trainer.step_count != self._ckpt_step:
+                crud.save_checkpoint(
+                    s, self.run_id, trainer.step_count, state_to_bytes(trainer.state_dict())
+                )
+                self._ckpt_step, self._ckpt_time = trainer.step_count, time.monotonic()
+            self.control.checkpoint = False
+        del self.buffer[: len(rows)]
+        self._last_flush = self._last_heartbeat = time.monotonic()
