@@ -16,7 +16,7 @@ __all__ = ["RunConfig"]
 
 
 class RunConfig(BaseModel):
-    """One training run. Defaults are the digits run (64-128-128-10, BN, Adam).
+    """One training run. Defaults are the tuned digits run (64-128-128-10, BN, Adam, cosine).
 
     Numbers are finite (pydantic rejects nan/inf for floats here) and range-checked, so a config
     that validates can be trained; only the data itself can still fail, in `load_dataset`.
@@ -41,27 +41,27 @@ class RunConfig(BaseModel):
     hidden: list[int] = Field(default_factory=lambda: [128, 128], max_length=32)
     activation: Literal["relu", "tanh"] = "relu"
     batchnorm: bool = True
-    bn_momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    bn_momentum: float = Field(0.95, ge=0.0, lt=1.0)
     """running = bn_momentum * running + (1 - bn_momentum) * batch (PyTorch momentum = 1 - this)."""
     bn_eps: float = Field(1e-5, gt=0.0, le=1.0)
     bn_position: Literal["before", "after"] = "before"
     init: Literal["he", "xavier"] = "he"
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    dropout: float = Field(0.4, ge=0.0, lt=1.0)
 
     # Optimization
     optimizer: Literal["sgd", "momentum", "rmsprop", "adam"] = "adam"
-    lr: float = Field(1e-3, gt=0.0, le=100.0)
+    lr: float = Field(1e-2, gt=0.0, le=100.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     beta1: float = Field(0.9, ge=0.0, lt=1.0)
     beta2: float = Field(0.999, ge=0.0, lt=1.0)
     eps: float = Field(1e-8, gt=0.0, le=1.0)
     """Adam and RMSProp denominator epsilon (added outside the square root, as in PyTorch)."""
     rms_decay: float = Field(0.99, ge=0.0, lt=1.0)
-    weight_decay: float = Field(0.0, ge=0.0, le=10.0)
+    weight_decay: float = Field(5e-3, ge=0.0, le=10.0)
     """L2 on weight matrices only (not biases, not BN gamma/beta), added to the gradient."""
 
     # Schedule: effective lr = base lr * factor(steps completed)
-    schedule: Literal["constant", "step", "exponential", "cosine"] = "constant"
+    schedule: Literal["constant", "step", "exponential", "cosine"] = "cosine"
     lr_step_size: int = Field(1000, ge=1)
     """Steps per decay period of 'step' (a jump) and 'exponential' (smooth)."""
     lr_gamma: float = Field(0.5, gt=0.0, le=1.0)

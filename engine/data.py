@@ -76,9 +76,12 @@ def _builtin(cfg: RunConfig) -> tuple[Array, Array]:
     if cfg.dataset == "moons":
         return make_moons(cfg.n_samples, noise=cfg.noise, random_state=seed)
     x, y = make_blobs(
-        cfg.n_samples, n_features=2, centers=cfg.n_classes, cluster_std=1.0 + cfg.noise,
+        cfg.n_samples,
+        n_features=2,
+        centers=cfg.n_classes,
+        cluster_std=1.0 + cfg.noise,
         random_state=seed,
-    )  # fmt: skip
+    )
     return x, y
 
 

@@ -96,7 +96,7 @@ class MLP:
         numbers up to rounding."""
         for i in range(1, self.n_layers + 1):
             fan_in, fan_out = self.spec.sizes[i - 1], self.spec.sizes[i]
-            denom = fan_in if self.spec.init == "he" else (fan_in + fan_out) / 2
+            denom = fan_in if self.spec.init == "he" else fan_in + fan_out
             std = np.sqrt(2.0 / denom)
             self.params[f"W{i}"][...] = rng.standard_normal((fan_in, fan_out)) * std
             self.params[f"b{i}"][...] = 0.0

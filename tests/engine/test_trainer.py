@@ -18,7 +18,7 @@ def test_contract_basics() -> None:
     assert isinstance(rec, StepRecord)
     assert rec.step == 1 and t.step_count == 1
     assert isinstance(rec.loss, float) and isinstance(rec.acc, float)
-    assert rec.lr == pytest.approx(1e-3)
+    assert rec.lr == pytest.approx(t.cfg.lr)  # cosine factor is 1 at step 1
     while not t.finished:
         t.step()
     assert t.step_count == 5
