@@ -106,12 +106,13 @@ def _is_number(value: str) -> bool:
 def read_csv(path: Path) -> tuple[Array, Array]:
     """Features (N, D) and raw labels (N,) from a CSV whose last column is the label.
 
-    The first row is a header when one of its feature cells is not a number. Labels that are all
+    The first row is a header when none of its feature cells is a number (a data row with one bad
+    cell is reported as bad data, not silently dropped). Labels that are all
     integers are read as integers, so '2' and '10' sort as numbers; anything else stays a string.
     """
     with path.open(newline="") as f:
         rows = [row for row in csv.reader(f) if row and any(cell.strip() for cell in row)]
-    if rows and not all(_is_number(cell) for cell in rows[0][:-1]):
+    if rows and not any(_is_number(cell) for cell in rows[0][:-1]):
         rows = rows[1:]
     if not rows:
         raise ValueError(f"{path.name}: no data rows")
@@ -173,6 +174,11 @@ def load_dataset(cfg: RunConfig) -> Dataset:
     return prepare(x, y, cfg, name=name)
 
 
+def _py(value: Any) -> Any:
+    """A NumPy scalar label as the plain Python value (for messages and the class mapping)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _check(x: Array, y: Array) -> None:
     if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
         raise ValueError(f"features must be a non-empty (N, D) array, got shape {x.shape}")
@@ -197,10 +203,10 @@ def prepare(x: Array, y: Array, cfg: RunConfig, *, name: str = "arrays") -> Data
     _check(x, y)
     classes, y_idx = np.unique(y, return_inverse=True)
     if len(classes) < 2:
-        raise ValueError(f"labels have a single class ({classes[0]!r}); need at least 2")
+        raise ValueError(f"labels have a single class ({_py(classes[0])!r}); need at least 2")
     counts = np.bincount(y_idx)
     if counts.min() < 2:
-        rare = classes[int(counts.argmin())]
+        rare = _py(classes[int(counts.argmin())])
         raise ValueError(
             f"class {rare!r} has 1 sample; each class needs >= 2 for a stratified split"
         )
@@ -224,7 +230,7 @@ def prepare(x: Array, y: Array, cfg: RunConfig, *, name: str = "arrays") -> Data
         y_train=y_tr.astype(np.int64),
         x_val=np.ascontiguousarray((x_va - mean) / std, dtype=dtype),
         y_val=y_va.astype(np.int64),
-        classes=tuple(c.item() if hasattr(c, "item") else c for c in classes),
+        classes=tuple(_py(c) for c in classes),
         mean=mean,
         std=std,
         name=name,

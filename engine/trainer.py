@@ -159,8 +159,8 @@ class Trainer:
         )
         return self._base_lr * factor
 
-    def _next_batch(self) -> tuple[Array, Array]:
-        """The next mini-batch, reshuffling from the run's RNG at the start of every epoch."""
+    def _next_indices(self) -> Array:
+        """Row indices of the next mini-batch, reshuffling from the run's RNG at each epoch start."""
         n, bs = self.data.x_train.shape[0], self.cfg.batch_size
         if self._cursor == 0:
             self._perm = self.rng.permutation(n)
@@ -171,6 +171,11 @@ class Trainer:
         if self._cursor == self.steps_per_epoch:
             self._cursor = 0
             self._epoch_index += 1
+        return idx
+
+    def _next_batch(self) -> tuple[Array, Array]:
+        """The next mini-batch, gathered into a buffer the model owns (no per-step allocation)."""
+        idx = self._next_indices()
         x = self.model._buf("batch_x", (len(idx), self.data.n_features))
         np.take(self.data.x_train, idx, axis=0, out=x)
         return x, self.data.y_train[idx]
