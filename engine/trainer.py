@@ -160,7 +160,7 @@ class Trainer:
         return self._base_lr * factor
 
     def _next_indices(self) -> Array:
-        """Row indices of the next mini-batch, reshuffling from the run's RNG at each epoch start."""
+        """Row indices of the next mini-batch; reshuffles (run RNG) when an epoch starts."""
         n, bs = self.data.x_train.shape[0], self.cfg.batch_size
         if self._cursor == 0:
             self._perm = self.rng.permutation(n)

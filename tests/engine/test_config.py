@@ -1,4 +1,4 @@
-"""RunConfig: defaults, the names the app relies on, and rejection of nonsense with a clear field."""
+"""RunConfig: defaults, the field names the app relies on, nonsense rejected naming the field."""
 
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -54,7 +55,7 @@ def test_cosine_trainer_reaches_floor_at_the_end() -> None:
     t = Trainer(RunConfig(schedule="cosine", lr=0.2, lr_min_factor=0.05, max_steps=10))
     records = [t.step() for _ in range(10)]
     assert records[0].lr == pytest.approx(0.2)
-    assert all(a.lr > b.lr for a, b in zip(records, records[1:], strict=False))
+    assert all(a.lr > b.lr for a, b in itertools.pairwise(records))
     assert t.current_lr() == pytest.approx(0.2 * 0.05)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -103,7 +104,7 @@ def test_architecture_knobs(overrides: dict, names: list[str]) -> None:
         assert not any(k.startswith("gamma") for k in t.model.params)
     shapes = [t.model.params[f"W{i}"].shape for i in range(1, len(t.cfg.hidden) + 2)]
     widths = [64, *t.cfg.hidden, 10]
-    assert shapes == list(zip(widths[:-1], widths[1:], strict=True))
+    assert shapes == list(itertools.pairwise(widths))
     t.step()
 
 
