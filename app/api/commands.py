@@ -1,0 +1,30 @@
+"""``POST /api/runs/{id}/commands``: queue a command for the run's worker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException
+
+from app import crud
+from app.api.deps import DbDep, run_or_404
+from app.api.schemas import Command
+from app.models import TERMINAL_STATUSES
+
+router = APIRouter(prefix="/api/runs", tags=["commands"])
+
+
+@router.post("/{run_id}/commands", status_code=202)
+def post_command(run_id: int, command: Command, db: DbDep) -> dict[str, Any]:
+    """Store the command; the worker applies it at the next step boundary and records the step.
+
+    202: accepted, not yet applied. Follow it with ``GET /events`` or the stream. A run that has
+    ended takes no more commands (409).
+    """
+    with db.write() as s:
+        run = run_or_404(s, run_id)
+        if run.status in TERMINAL_STATUSES:
+            raise HTTPException(status_code=409, detail=f"run {run_id} is {run.status}")
+        payload = command.model_dump(exclude={"type"})
+        event = crud.record_command(s, run_id, command.type, payload)
+        return crud.serialize_event(event)

@@ -1,0 +1,119 @@
+"""Request bodies, validated at the edge: a bad request is a 422 naming the field.
+
+Commands are a union discriminated on ``type``, so ``{"type": "set_lr"}`` without ``lr``, an lr
+that is not a finite positive number, or an unknown type are rejected before anything is stored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine import RunConfig
+from engine.data import BUILTIN
+
+MAX_LR = 100.0
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RunCreate(_Strict):
+    """``POST /api/runs``: an optional name and a RunConfig (every field has a default)."""
+
+    name: str | None = Field(default=None, max_length=200)
+    config: RunConfig = Field(default_factory=RunConfig)
+
+
+class SetLr(_Strict):
+    """Set the base learning rate from the next step on."""
+
+    type: Literal["set_lr"]
+    lr: float = Field(gt=0, le=MAX_LR, allow_inf_nan=False)
+
+
+class Pause(_Strict):
+    """Pause at the next step boundary (and checkpoint)."""
+
+    type: Literal["pause"]
+
+
+class Resume(_Strict):
+    """Resume a paused run."""
+
+    type: Literal["resume"]
+
+
+class Step(_Strict):
+    """Run exactly ``n`` more steps, then be paused."""
+
+    type: Literal["step"]
+    n: int = Field(ge=1, le=1_000_000)
+
+
+class Stop(_Strict):
+    """Checkpoint and end the run (status stopped)."""
+
+    type: Literal["stop"]
+
+
+class CheckpointNow(_Strict):
+    """Write a checkpoint at the next step boundary."""
+
+    type: Literal["checkpoint"]
+
+
+Command = Annotated[
+    SetLr | Pause | Resume | Step | Stop | CheckpointNow, Field(discriminator="type")
+]
+
+
+class ForkRequest(_Strict):
+    """``POST /api/runs/{id}/fork``: continue from the checkpoint at or before ``step``."""
+
+    step: int = Field(ge=0)
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    name: str | None = Field(default=None, max_length=200)
+
+
+# Fields that define the data or the shape of the model (or its optimizer state): a fork cannot
+# change them, because the parent's checkpoint would not fit.
+FROZEN_ON_FORK = frozenset(
+    {
+        "dataset", "val_fraction", "data_seed", "n_samples", "n_classes", "noise", "hidden",
+        "activation", "batchnorm", "bn_position", "init", "optimizer", "dtype", "batch_size",
+        "seed",
+    }
+)  # fmt: skip
+
+
+def invalid(loc: tuple[str | int, ...], msg: str, value: Any) -> RequestValidationError:
+    """A 422 in FastAPI's own format, for checks pydantic cannot make alone."""
+    return RequestValidationError([{"type": "value_error", "loc": loc, "msg": msg, "input": value}])
+
+
+def config_for_storage(
+    cfg: RunConfig, data_dir: Path, loc: tuple[str | int, ...] = ("body", "config")
+) -> dict[str, Any]:
+    """The config as stored: a dataset path must resolve inside the data directory.
+
+    The path is stored resolved (absolute), so a worker started elsewhere finds the same file.
+    """
+    config = cfg.model_dump(mode="json")
+    if cfg.dataset in BUILTIN:
+        return config
+    root = data_dir.resolve()
+    raw = Path(cfg.dataset).expanduser()
+    path = (raw if raw.is_absolute() else root / raw).resolve()
+    if not path.is_relative_to(root):
+        raise invalid(
+            (*loc, "dataset"), "dataset path must be inside the data directory", cfg.dataset
+        )
+    if not path.is_file():
+        raise invalid((*loc, "dataset"), "dataset file does not exist", cfg.dataset)
+    config["dataset"] = str(path)
+    return config

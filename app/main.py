@@ -1,0 +1,71 @@
+"""``create_app(settings)``: the FastAPI app; its lifespan owns every long-lived resource.
+
+The lifespan opens the database (creating missing tables), starts the stream hub and, when
+``settings.workers > 0``, the worker supervisor; after ``yield`` it stops them in reverse order.
+Pages reach the database through ``app.state.db`` (see docs/architecture.md, "For the pages").
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+
+from anyio import to_thread
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from app.api import router as api_router
+from app.db import Database
+from app.paths import STATIC_DIR, TEMPLATES_DIR
+from app.security import TokenGuard
+from app.settings import Settings
+from app.stream import StreamHub
+from app.web import pages
+from app.worker.supervisor import Supervisor
+
+log = logging.getLogger(__name__)
+
+
+def _version() -> str:
+    try:
+        return version("pandamode")
+    except PackageNotFoundError:
+        return "0.0.0+source"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app. Off loopback without a token, one is generated (and logged once)."""
+    settings = settings or Settings()
+    if settings.needs_token and not settings.token:
+        settings = settings.model_copy(update={"token": secrets.token_urlsafe(24)})
+        log.warning("generated access token: ?token=%s", settings.token)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(settings.database_url, wal=settings.sqlite_wal)
+        await to_thread.run_sync(db.create_all)
+        hub = StreamHub(db, poll=settings.stream_poll, chunk_rows=settings.stream_chunk_rows)
+        supervisor = Supervisor(settings, settings.workers) if settings.workers else None
+        app.state.db, app.state.hub, app.state.supervisor = db, hub, supervisor
+        if supervisor is not None:
+            supervisor.start()
+        try:
+            yield
+        finally:
+            await hub.close()
+            if supervisor is not None:
+                await to_thread.run_sync(supervisor.stop, settings.shutdown_grace + 2)
+            db.dispose()
+
+    app = FastAPI(title="pandamode", version=_version(), lifespan=lifespan)
+    app.state.settings = settings
+    app.state.templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
+    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    app.include_router(api_router)
+    app.include_router(pages.router)
+    app.add_middleware(TokenGuard, token=settings.token, required=settings.needs_token)
+    return app

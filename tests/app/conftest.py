@@ -1,0 +1,108 @@
+"""Shared fixtures: temp-file SQLite settings, an app client, an in-thread worker, ``wait_for``.
+
+Tests wait on observable state with ``wait_for`` (a polling helper with a timeout), never with
+bare sleeps. The worker runs in a thread here for speed; the crash test uses real processes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.db import Database
+from app.main import create_app
+from app.settings import Settings
+from app.worker.loop import Worker
+
+T = TypeVar("T")
+
+TINY: dict[str, Any] = {
+    "dataset": "spirals",
+    "n_samples": 200,
+    "hidden": [16],
+    "batch_size": 32,
+    "max_steps": 1_000_000,
+    "eval_every": 20,
+    "lr": 0.01,
+}
+
+
+def wait_for(
+    predicate: Callable[[], T], timeout: float = 15.0, interval: float = 0.02, what: str = ""
+) -> T:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+def fast_settings(data_dir: Path, **overrides: Any) -> Settings:
+    """Settings with short intervals so state changes show up quickly in tests."""
+    values: dict[str, Any] = {
+        "data_dir": data_dir,
+        "workers": 0,
+        "flush_interval": 0.02,
+        "command_poll": 0.02,
+        "claim_interval": 0.05,
+        "stream_poll": 0.05,
+        "lease_seconds": 3.0,
+        "release_paused_after": 0.3,
+        "checkpoint_every_steps": 100,
+        "shutdown_grace": 1.0,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def wait() -> Callable[..., Any]:
+    """The ``wait_for`` polling helper, as a fixture so test modules need no imports from here."""
+    return wait_for
+
+
+@pytest.fixture
+def tiny() -> dict[str, Any]:
+    """A run config that trains in microseconds per step and never finishes on its own."""
+    return dict(TINY)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return fast_settings(tmp_path)
+
+
+@pytest.fixture
+def db(settings: Settings) -> Iterator[Database]:
+    database = Database(settings.database_url)
+    database.create_all()
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def worker(settings: Settings, db: Database) -> Iterator[Worker]:
+    """A worker training in a background thread of the test process."""
+    w = Worker(db, settings, worker_id="test-worker")
+    thread = threading.Thread(target=w.run_forever, daemon=True)
+    thread.start()
+    yield w
+    w.stopping.set()
+    thread.join(timeout=10)
+    assert not thread.is_alive(), "worker thread did not stop"
