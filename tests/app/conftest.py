@@ -30,6 +30,8 @@ TINY: dict[str, Any] = {
     "max_steps": 1_000_000,
     "eval_every": 20,
     "lr": 0.01,
+    "schedule": "constant",
+    "optimizer": "adam",
 }
 
 

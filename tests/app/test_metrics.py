@@ -1,0 +1,106 @@
+"""Metrics: columnar endpoint, ``after``, CSV, and min-max downsampling that keeps extremes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app import crud
+from app.db import Database
+from app.series import downsample, restore_nan, to_columns
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def _rows(n: int, *, spike: int | None = None, nan_at: int | None = None) -> list[dict]:
+    rows = []
+    for step in range(1, n + 1):
+        loss = 1.0 / step
+        if step == spike:
+            loss = 50.0
+        if step == nan_at:
+            loss = math.nan
+        evaluated = step % 100 == 0
+        rows.append({
+            "step": step, "time": 1000.0 + step, "epoch": step / 10, "lr": 0.1,
+            "train_loss": loss, "train_acc": 0.5,
+            "val_loss": loss * 2 if evaluated else None, "val_acc": 0.4 if evaluated else None,
+        })  # fmt: skip
+    return rows
+
+
+@pytest.fixture
+def run_id(db: Database) -> int:
+    with db.write() as s:
+        rid = crud.create_run(s, config={"lr": 0.1}).id
+        crud.append_metrics(s, rid, _rows(1000, spike=777, nan_at=1000))
+    return rid
+
+
+def test_columnar_metrics_and_after(client: TestClient, run_id: int) -> None:
+    body = client.get(f"/api/runs/{run_id}/metrics").json()
+    assert list(body) == ["step", "time", "lr", "train_loss", "train_acc", "val_loss", "val_acc"]
+    assert body["step"] == list(range(1, 1001))
+    assert body["train_loss"][776] == 50.0
+    assert body["train_loss"][999] == "NaN"
+    assert body["val_loss"][98] is None and body["val_loss"][99] == pytest.approx(0.02)
+    after = client.get(f"/api/runs/{run_id}/metrics", params={"after": 990}).json()
+    assert after["step"] == list(range(991, 1001))
+    assert client.get(f"/api/runs/{run_id}/metrics", params={"after": -1}).status_code == 422
+
+
+def test_downsampled_metrics_keep_extremes(client: TestClient, run_id: int) -> None:
+    body = client.get(f"/api/runs/{run_id}/metrics", params={"max_points": 50}).json()
+    steps = body["step"]
+    assert len(steps) <= 50
+    assert steps == sorted(steps) and steps[0] == 1 and steps[-1] == 1000
+    assert 777 in steps, "the spike survives"
+    assert "NaN" in body["train_loss"], "the divergence survives"
+    assert client.get(f"/api/runs/{run_id}/metrics", params={"max_points": 2}).status_code == 422
+
+
+def test_csv_has_every_row(client: TestClient, run_id: int) -> None:
+    response = client.get(f"/api/runs/{run_id}/metrics.csv")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    table = list(csv.reader(io.StringIO(response.text)))
+    assert table[0] == ["step", "time", "lr", "train_loss", "train_acc", "val_loss", "val_acc"]
+    assert len(table) == 1001
+    assert table[100][0] == "100" and table[100][5] != "" and table[99][5] == ""
+    assert table[1000][3] == "NaN"
+
+
+def test_append_is_idempotent(db: Database, run_id: int) -> None:
+    with db.write() as s:
+        crud.append_metrics(s, run_id, [{**r, "train_loss": 9.0} for r in _rows(5)])
+    with db.read() as s:
+        assert crud.count_metrics(s, run_id) == 1000
+        assert crud.metric_rows(s, run_id, after=0, limit=1)[0][3] == 1.0
+        assert crud.get_run(s, run_id).step == 1000
+
+
+def test_downsample_budget_and_eval_rows() -> None:
+    order = ("step", "time", "lr", "train_loss", "train_acc", "val_loss", "val_acc")
+    rows = [tuple(r[k] for k in order) for r in _rows(5000)]
+    for budget in (8, 20, 101, 4999):
+        kept = downsample(rows, budget)
+        assert len(kept) <= budget
+        assert kept[0] == rows[0] and kept[-1] == rows[-1]
+    kept = downsample(rows, 200)
+    assert sum(1 for r in kept if r[6] is not None) == 50, "all 50 evaluations kept"
+    assert downsample(rows[:10], 50) == rows[:10]
+
+
+def test_non_finite_encoding() -> None:
+    cols = to_columns(
+        [(1, 0.0, 0.1, math.inf, 0.5, -math.inf, 0.5), (2, 0.0, 0.1, None, 0.5, None, None)]
+    )
+    assert cols["train_loss"] == ["Infinity", None]
+    assert cols["val_loss"] == ["-Infinity", None]
+    restored = restore_nan((2, 0.0, 0.1, None, 0.5, None, 0.3))
+    assert math.isnan(restored[3]) and math.isnan(restored[5])
+    assert restore_nan((3, 0.0, 0.1, 1.0, 0.5, None, None))[5] is None, "no evaluation stays None"
