@@ -1,0 +1,157 @@
+"""How much the dashboard costs a training run, and how fast it obeys.
+
+Measured in one run of this script, side by side on the same machine:
+
+1. steps per second of the default digits run trained by the bare engine loop (``Trainer.step``
+   plus the same evaluations the worker does, BLAS pinned to the worker's thread count);
+2. steps per second of the same config trained through the dashboard: a real ``pandamode serve``
+   subprocess with its worker process, metrics streamed into SQLite; read from the rows' own
+   timestamps, so HTTP polling by this script does not enter the figure;
+3. the time from a ``set_lr`` POST to the step boundary where it took effect, over many commands.
+
+Usage: ``.venv/bin/python bench/dashboard_speed.py [--commands 40]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from threadpoolctl import threadpool_limits
+
+from app.settings import Settings
+from engine import RunConfig, Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bare_engine_steps_per_second(config: RunConfig, blas_threads: int) -> float:
+    """The ceiling: the worker's loop with nothing around it."""
+    with threadpool_limits(limits=blas_threads):
+        trainer = Trainer(config)
+        start = time.perf_counter()
+        while not trainer.finished:
+            record = trainer.step()
+            if record.step % config.eval_every == 0 or trainer.finished:
+                trainer.evaluate()
+        elapsed = time.perf_counter() - start
+    return trainer.step_count / elapsed
+
+
+class Dashboard:
+    """A ``pandamode serve`` subprocess on a free port with its own data directory."""
+
+    def __init__(self, data_dir: Path) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.base = f"http://127.0.0.1:{self.port}"
+        command = ["serve", "--port", str(self.port), "--data-dir", str(data_dir)]
+        self.process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "pandamode"), *command],
+            cwd=ROOT,
+            env={k: v for k, v in os.environ.items() if not k.startswith("PANDAMODE_")},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.wait_until(lambda: self.get("/healthz")["status"] == "ok", timeout=60)
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(
+            self.base + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(req, timeout=30) as response:
+            return json.loads(response.read())
+
+    def get(self, path: str) -> Any:
+        return self.request("GET", path)
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        return self.request("POST", path, body)
+
+    def wait_until(self, predicate: Any, timeout: float, interval: float = 0.05) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if predicate():
+                    return
+            except OSError:
+                pass
+            time.sleep(interval)
+        raise TimeoutError(f"condition not met within {timeout} s")
+
+    def close(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def dashboard_steps_per_second(dash: Dashboard, config: RunConfig) -> float:
+    run = dash.post("/api/runs", {"name": "bench-default", "config": config.model_dump()})
+    path = f"/api/runs/{run['id']}"
+    dash.wait_until(lambda: dash.get(path)["status"] == "finished", timeout=600, interval=0.2)
+    times = dash.get(f"{path}/metrics")["time"]
+    # Rows carry the time each step ended: (n - 1) steps between the first and the last.
+    return (len(times) - 1) / (times[-1] - times[0])
+
+
+def set_lr_latencies(dash: Dashboard, commands: int) -> list[float]:
+    """Seconds from each POST to the moment the worker applied it (observed by polling events)."""
+    run = dash.post("/api/runs", {"name": "bench-set-lr", "config": {"max_steps": 10_000_000}})
+    path = f"/api/runs/{run['id']}"
+    dash.wait_until(lambda: dash.get(path)["step"] > 20, timeout=60)
+    latencies: list[float] = []
+    for i in range(commands):
+        lr = 10 ** (-4 + 2 * (i % 10) / 10)
+        start = time.perf_counter()
+        command_id = dash.post(f"{path}/commands", {"type": "set_lr", "lr": lr})["id"]
+
+        def applied(command_id: int = command_id) -> bool:
+            events = dash.get(f"{path}/events")
+            return any(e["id"] == command_id and e["step"] is not None for e in events)
+
+        dash.wait_until(applied, timeout=30, interval=0.002)
+        latencies.append(time.perf_counter() - start)
+    dash.post(f"{path}/commands", {"type": "stop"})
+    return latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--commands", type=int, default=40, help="set_lr commands to time")
+    args = parser.parse_args()
+    config = RunConfig()
+    threads = Settings().blas_threads
+    engine_rate = bare_engine_steps_per_second(config, threads)
+    with tempfile.TemporaryDirectory() as data_dir:
+        dash = Dashboard(Path(data_dir))
+        try:
+            served_rate = dashboard_steps_per_second(dash, config)
+            latencies = sorted(set_lr_latencies(dash, args.commands))
+        finally:
+            dash.close()
+    p95 = latencies[max(0, round(0.95 * len(latencies)) - 1)]
+    print(f"default digits run ({config.hidden}, {config.optimizer}, batch {config.batch_size}, ")
+    print(f"  BLAS threads {threads}), one run of bench/dashboard_speed.py:")
+    print(f"  bare engine loop      {engine_rate:8.0f} steps/s")
+    print(f"  through the dashboard {served_rate:8.0f} steps/s")
+    print(f"  dashboard / engine    {served_rate / engine_rate:8.2f}")
+    print(f"  set_lr POST -> applied, {len(latencies)} commands: ")
+    print(f"    median {statistics.median(latencies) * 1e3:.1f} ms, p95 {p95 * 1e3:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
