@@ -9,16 +9,16 @@ Handlers are plain ``def``: database calls block, and FastAPI runs these in its 
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment
 from sqlalchemy.orm import Session
 
+from app.api.deps import ReadSession, run_or_404
 from app.crud import runs as crud_runs
 from app.models import TERMINAL_STATUSES
 from engine.config import RunConfig
@@ -69,49 +69,39 @@ def _templates(request: Request) -> Jinja2Templates:
     return templates
 
 
-def _read_session(request: Request) -> AbstractContextManager[Session]:
-    """A short read transaction on the app's database."""
-    return request.app.state.db.read()
-
-
-def _runs_context(request: Request) -> dict[str, Any]:
-    with _read_session(request) as session:
-        runs = [crud_runs.serialize_run(r) for r in crud_runs.list_runs(session)]
+def _runs_context(session: Session) -> dict[str, Any]:
+    runs = [crud_runs.serialize_run(r) for r in crud_runs.list_runs(session)]
     any_active = any(r["status"] not in TERMINAL_STATUSES for r in runs)
     return {"runs": runs, "any_active": any_active}
 
 
-def _run_context(request: Request, run_id: int) -> dict[str, Any]:
-    with _read_session(request) as session:
-        run = crud_runs.get_run(session, run_id)
-        if run is None:
-            raise HTTPException(status_code=404, detail=f"run {run_id} not found")
-        data = crud_runs.serialize_run(run)
-    return {"run": data, "active_statuses": ACTIVE_STATUSES}
+def _run_context(session: Session, run_id: int) -> dict[str, Any]:
+    run = run_or_404(session, run_id)
+    return {"run": crud_runs.serialize_run(run), "active_statuses": ACTIVE_STATUSES}
 
 
 @router.get("/", response_class=HTMLResponse, name="runs_page")
-def runs_page(request: Request) -> HTMLResponse:
+def runs_page(request: Request, session: ReadSession) -> HTMLResponse:
     """The runs list and the new-run form, prefilled with RunConfig's own defaults."""
-    context = _runs_context(request)
+    context = _runs_context(session)
     context["defaults"] = RunConfig().model_dump()
     return _templates(request).TemplateResponse(request, "index.html", context)
 
 
 @router.get("/_runs", response_class=HTMLResponse, name="runs_fragment")
-def runs_fragment(request: Request) -> HTMLResponse:
+def runs_fragment(request: Request, session: ReadSession) -> HTMLResponse:
     """The runs table alone, for its own htmx polling."""
-    return _templates(request).TemplateResponse(request, "_runs_table.html", _runs_context(request))
+    return _templates(request).TemplateResponse(request, "_runs_table.html", _runs_context(session))
 
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse, name="run_page")
-def run_page(request: Request, run_id: int) -> HTMLResponse:
+def run_page(request: Request, run_id: int, session: ReadSession) -> HTMLResponse:
     """One run: header, status, controls, charts; live data comes from static/run.js."""
-    return _templates(request).TemplateResponse(request, "run.html", _run_context(request, run_id))
+    return _templates(request).TemplateResponse(request, "run.html", _run_context(session, run_id))
 
 
 @router.get("/runs/{run_id}/_status", response_class=HTMLResponse, name="run_status_fragment")
-def run_status_fragment(request: Request, run_id: int) -> HTMLResponse:
+def run_status_fragment(request: Request, run_id: int, session: ReadSession) -> HTMLResponse:
     """The status block alone, for its own htmx polling (stops once the run is settled)."""
-    context = _run_context(request, run_id)
+    context = _run_context(session, run_id)
     return _templates(request).TemplateResponse(request, "_run_status.html", context)
