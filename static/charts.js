@@ -60,6 +60,8 @@
       ctx.rect(left, top, width, height);
       ctx.clip();
       ctx.font = `${11 * dpr}px system-ui, sans-serif`;
+      ctx.textAlign = "left"; // uPlot leaves its axis alignment on the shared context
+      ctx.textBaseline = "alphabetic";
       ctx.lineWidth = dpr;
       let row = 0;
       for (const ev of state.events) {
@@ -101,12 +103,17 @@
     return [Math.max(0, min - pad), Math.min(1, max + pad)];
   }
 
-  function trainValSeries(name) {
+  // Validation results are sparse: dot each one while there are few (a single evaluation would
+  // otherwise be invisible), then let the connecting line speak alone.
+  const MAX_VAL_DOTS = 300;
+
+  function trainValSeries(name, state) {
+    const valDots = () => state.evalCount <= MAX_VAL_DOTS;
     return [
       { label: "step" },
       { label: `train ${name} (raw)`, stroke: COLORS.trainRaw, width: 1, points: { show: false } },
       { label: `train ${name}`, stroke: COLORS.train, width: 1.5, points: { show: false } },
-      { label: `val ${name}`, stroke: COLORS.val, width: 2, spanGaps: true, points: { show: true, size: 5 } },
+      { label: `val ${name}`, stroke: COLORS.val, width: 2, spanGaps: true, points: { show: valDots, size: 5 } },
     ];
   }
 
@@ -115,10 +122,10 @@
     const y = { auto: true };
     let series;
     if (kind === "loss") {
-      series = trainValSeries("loss");
+      series = trainValSeries("loss", state);
       if (state.lossLog) Object.assign(y, { distr: 3, log: 10 });
     } else if (kind === "acc") {
-      series = trainValSeries("acc");
+      series = trainValSeries("acc", state);
       y.range = accRange;
     } else {
       series = [
@@ -130,7 +137,7 @@
     }
     return {
       width,
-      height: kind === "lr" ? 150 : 230,
+      height: { loss: 200, acc: 170, lr: 130 }[kind],
       scales: { x: { time: false }, y },
       series,
       // Only the bottom chart names the shared x axis; the others save the height.

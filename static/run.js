@@ -18,6 +18,7 @@
     lossLog: $("loss-log").checked,
     events: [], // sorted by id; an applied command is updated in place when its step arrives
     nonfinite: [], // steps whose training loss was NaN or infinite
+    evalCount: 0, // rows with a validation result (charts.js dots them while they are few)
     zoom: null, // {min, max} of the step axis while the user has zoomed in
   };
   const charts = {};
@@ -50,6 +51,9 @@
         d[c].push(col ? finite(col[i]) : null);
       }
       if (batch.train_loss && isNonFinite(batch.train_loss[i])) state.nonfinite.push(steps[i]);
+      if (batch.val_acc && batch.val_acc[i] !== null && batch.val_acc[i] !== undefined) {
+        state.evalCount += 1;
+      }
     }
     schedule();
   }
@@ -72,6 +76,7 @@
     badge.className = `badge ${r.status}`;
     updateCounter();
     updateButtons();
+    followLr(r.lr);
   }
 
   // ---- the stream ---------------------------------------------------------------------------
@@ -109,13 +114,22 @@
 
   // ---- drawing ------------------------------------------------------------------------------
 
-  let frame = 0;
+  // Redraws are batched into one animation frame, and at most one every MIN_REDRAW_MS: a fast
+  // run sends thousands of steps a second, and redrawing 3 charts of 100k points at 60 fps would
+  // starve the page (and the trainer on a small machine) for no visible gain.
+  const MIN_REDRAW_MS = 100;
+  let pending = false;
+  let lastDraw = 0;
   function schedule() {
-    if (!frame) frame = requestAnimationFrame(redraw);
+    if (pending) return;
+    pending = true;
+    const wait = Math.max(0, lastDraw + MIN_REDRAW_MS - performance.now());
+    setTimeout(() => requestAnimationFrame(redraw), wait);
   }
 
   function redraw() {
-    frame = 0;
+    pending = false;
+    lastDraw = performance.now();
     for (const key of ["train_loss", "train_acc"]) {
       PandaCharts.smoothInto(state.data[key], state.smooth[key], state.ema[key], state.weight);
     }
@@ -204,6 +218,15 @@
   });
   lrInput.addEventListener("input", syncSliderFromInput);
   syncSliderFromInput();
+  // Until the user touches the lr controls they show the run's current rate (a queued run has
+  // none yet; another tab may change it). After that they hold what the user is composing.
+  let lrTouched = false;
+  for (const el of [lrInput, lrSlider]) el.addEventListener("input", () => (lrTouched = true));
+  function followLr(lr) {
+    if (lrTouched || typeof lr !== "number" || !(lr > 0)) return;
+    lrInput.value = Number(lr.toPrecision(6));
+    syncSliderFromInput();
+  }
 
   // Which commands make sense in which status; the server still has the final word (4xx).
   function updateButtons() {

@@ -72,7 +72,9 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     data_dir = tmp_path_factory.mktemp("pandamode-data")
     log_path = data_dir / "server.log"
     port = _free_port()
-    cmd = [sys.executable, "-m", "app.cli", "serve"]
+    # app.cli.main is what the `pandamode` console script calls; calling it directly works
+    # without installing the package (an editable or wheel install behaves the same).
+    cmd = [sys.executable, "-c", "import sys; from app.cli import main; sys.exit(main())", "serve"]
     cmd += ["--port", str(port), "--data-dir", str(data_dir)]
     with log_path.open("wb") as log:
         # A session of its own, so the cleanup below can reach the worker processes too.

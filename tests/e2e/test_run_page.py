@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from playwright.sync_api import Page, expect
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshot.png"
@@ -38,16 +39,19 @@ def start_run_from_form(page: Page, server_url: str, api: Api) -> int:
     """Fill the new-run form for a run that will not end by itself; return the new run's id."""
     page.goto(server_url + "/")
     page.fill("input[name=name]", "e2e babysitting")
-    page.fill("input[name=hidden]", "32")
+    # Wide enough that steps come at a browser-friendly pace (hundreds, not thousands, a second).
+    page.fill("input[name=hidden]", "256,256")
     page.fill("input[name=lr]", "0.001")
     page.fill("input[name=max_steps]", "1000000")
-    page.fill("textarea[name=advanced]", '{"eval_every": 20}')
+    # Constant schedule: the lr the charts show is then exactly the one we set.
+    page.fill("textarea[name=advanced]", '{"eval_every": 100, "schedule": "constant"}')
     page.click("#new-run button[type=submit]")
     page.wait_for_url(re.compile(r"/runs/\d+$"))
     run_id = int(page.url.rsplit("/", 1)[1])
     run = api(f"/api/runs/{run_id}")
     assert run["name"] == "e2e babysitting"
-    assert run["config"]["eval_every"] == 20
+    assert run["config"]["eval_every"] == 100
+    assert run["config"]["hidden"] == [256, 256]
     assert run["config"]["max_steps"] == 1_000_000
     return run_id
 
@@ -72,7 +76,7 @@ def test_babysit_a_run(browser_page: Page, server_url: str, api: Api, tmp_path: 
     page.wait_for_function("n => window.pandamode.data.step.length > n + 20", arg=before)
     wait_counter_above(page, step_before)
     expect(page.locator("#status-badge")).to_have_text("running")
-    # Evaluations arrive as well (eval_every 20), drawn as the validation series.
+    # Evaluations arrive as well (eval_every 100), drawn as the validation series.
     page.wait_for_function("window.pandamode.data.val_loss.some(v => v !== null)")
 
     # Pause: the status says so and the counter stops.
@@ -103,15 +107,17 @@ def test_babysit_a_run(browser_page: Page, server_url: str, api: Api, tmp_path: 
     wait_counter_above(page, paused_at + 10)
     page.wait_for_function(
         "lr => { const c = window.pandamode.charts.lr.data[1];"
-        " return Math.abs(c[c.length - 1] - lr) < 1e-12; }",
+        " return Math.abs(c[c.length - 1] / lr - 1) < 1e-6; }",
         arg=NEW_LR,
     )
-    assert (
-        page.evaluate(
-            "s => window.pandamode.data.lr[window.pandamode.data.step.indexOf(s)]", paused_at
-        )
-        == 0.001
+    # Step k ran with the old rate; k + 1 is the first with the new one (architecture.md).
+    old_lr, new_lr = page.evaluate(
+        "s => { const d = window.pandamode.data, i = d.step.indexOf(s);"
+        " return [d.lr[i], d.lr[i + 1]]; }",
+        paused_at,
     )
+    assert old_lr == pytest.approx(0.001, rel=1e-6)
+    assert new_lr == pytest.approx(NEW_LR, rel=1e-6)
 
     # Reload: the whole history comes back (from step 1) and keeps streaming.
     rows_before_reload = data_length(page)
