@@ -149,6 +149,9 @@ class RunSession:
             self._evaluate(row)
         if self.control.count_step():
             self._settle_after_budget()
+        every = self.settings.checkpoint_every_steps
+        if every and rec.step % every == 0:
+            self._flush(checkpoint=True)
         return False
 
     def _evaluate(self, row: dict[str, Any]) -> None:
@@ -292,17 +295,12 @@ class RunSession:
         )
 
     def _checkpoint_due(self) -> bool:
-        every_steps, every_s = (
-            self.settings.checkpoint_every_steps,
-            self.settings.checkpoint_every_seconds,
-        )
-        step = self._trainer.step_count
-        if every_steps and step - self._ckpt_step >= every_steps:
-            return True
-        return bool(every_s) and time.monotonic() - self._ckpt_time >= every_s
+        """Time-based trigger (the step trigger fires at exact multiples, in ``_train_one``)."""
+        every = self.settings.checkpoint_every_seconds
+        return bool(every) and time.monotonic() - self._ckpt_time >= every
 
-    def _flush(self) -> None:
-        with self._transaction(checkpoint=self._checkpoint_due()):
+    def _flush(self, *, checkpoint: bool = False) -> None:
+        with self._transaction(checkpoint=checkpoint or self._checkpoint_due()):
             pass
 
     def _heartbeat(self) -> None:

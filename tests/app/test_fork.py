@@ -1,0 +1,76 @@
+"""Forks: continue from the checkpoint at or before N, with a parent link and checked overrides."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _paused_parent(client: TestClient, wait: Callable[..., Any], config: dict[str, Any]) -> int:
+    rid = client.post("/api/runs", json={"config": config}).json()["id"]
+    wait(lambda: client.get(f"/api/runs/{rid}").json()["step"] > 250)
+    client.post(f"/api/runs/{rid}/commands", json={"type": "pause"})
+    wait(lambda: client.get(f"/api/runs/{rid}").json()["status"] == "paused")
+    return rid
+
+
+def test_fork_continues_bit_for_bit_and_links_parent(
+    client: TestClient, worker: object, wait: Callable[..., Any], tiny: dict[str, Any]
+) -> None:
+    parent = _paused_parent(client, wait, tiny)
+    ckpts = [c["step"] for c in client.get(f"/api/runs/{parent}/checkpoints").json()]
+    assert 100 in ckpts and 200 in ckpts
+    response = client.post(f"/api/runs/{parent}/fork", json={"step": 150, "name": "again"})
+    assert response.status_code == 201, response.text
+    child = response.json()
+    assert child["parent_id"] == parent and child["parent_step"] == 100
+    assert child["name"] == "again" and child["step"] == 100 and child["status"] == "queued"
+    wait(lambda: client.get(f"/api/runs/{child['id']}").json()["step"] > 200, what="fork trains")
+    client.post(f"/api/runs/{child['id']}/commands", json={"type": "stop"})
+    mine = client.get(f"/api/runs/{child['id']}/metrics").json()
+    theirs = client.get(f"/api/runs/{parent}/metrics").json()
+    assert mine["step"][:200] == list(range(1, 201))
+    assert mine["train_loss"][:200] == theirs["train_loss"][:200], "same history and continuation"
+
+
+def test_fork_with_new_lr_and_bad_overrides(
+    client: TestClient, worker: object, wait: Callable[..., Any], tiny: dict[str, Any]
+) -> None:
+    parent = _paused_parent(client, wait, tiny)
+    frozen = client.post(
+        f"/api/runs/{parent}/fork", json={"step": 200, "overrides": {"hidden": [8]}}
+    )
+    assert frozen.status_code == 422
+    assert frozen.json()["detail"][0]["loc"] == ["body", "overrides", "hidden"]
+    bad = client.post(f"/api/runs/{parent}/fork", json={"step": 200, "overrides": {"lr": -1}})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][-1] == "lr"
+    unknown = client.post(f"/api/runs/{parent}/fork", json={"step": 200, "overrides": {"zz": 1}})
+    assert unknown.status_code == 422
+    assert client.post(f"/api/runs/{parent}/fork", json={"step": -1}).status_code == 422
+    count = len(client.get("/api/runs").json())
+
+    ok = client.post(
+        f"/api/runs/{parent}/fork",
+        json={"step": 200, "overrides": {"lr": 0.002, "weight_decay": 0.01}},
+    )
+    assert ok.status_code == 201, ok.text
+    child = ok.json()
+    assert len(client.get("/api/runs").json()) == count + 1
+    assert child["config"]["lr"] == 0.002 and child["config"]["weight_decay"] == 0.01
+    wait(lambda: client.get(f"/api/runs/{child['id']}").json()["step"] > 210)
+    events = client.get(f"/api/runs/{child['id']}/events").json()
+    set_lr = next(e for e in events if e["type"] == "set_lr")
+    assert set_lr["step"] == 200 and set_lr["lr"] == 0.002
+    rows = client.get(f"/api/runs/{child['id']}/metrics", params={"after": 200}).json()
+    assert rows["lr"][0] == pytest.approx(0.002)
+
+
+def test_fork_before_any_checkpoint_is_409(client: TestClient, tiny: dict[str, Any]) -> None:
+    rid = client.post("/api/runs", json={"config": tiny}).json()["id"]
+    response = client.post(f"/api/runs/{rid}/fork", json={"step": 10})
+    assert response.status_code == 409
