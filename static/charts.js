@@ -76,8 +76,12 @@
         ctx.moveTo(x, top);
         ctx.lineTo(x, top + height);
         ctx.stroke();
-        // Stagger labels over three rows so neighbouring markers stay readable.
-        ctx.fillText(eventLabel(ev), x + 3 * dpr, top + (12 + 13 * (row % 3)) * dpr);
+        // Stagger labels over three rows so neighbouring markers stay readable; near the right
+        // edge the label goes on the left of its line instead of being clipped.
+        const label = eventLabel(ev);
+        const flip = x + ctx.measureText(label).width + 6 * dpr > left + width;
+        ctx.textAlign = flip ? "right" : "left";
+        ctx.fillText(label, flip ? x - 3 * dpr : x + 3 * dpr, top + (12 + 13 * (row % 3)) * dpr);
         row += 1;
       }
       ctx.setLineDash([]);
@@ -92,8 +96,41 @@
     return { hooks: { draw } };
   }
 
+  // Tick steps 1, 2, 5 x 10^k over a wide range: uPlot's defaults stop near 1e16, and a
+  // diverging loss passes that within a few steps (its axis would go blank just when it matters).
+  const WIDE_INCRS = [];
+  for (let k = -16; k <= 300; k++) for (const m of [1, 2, 5]) WIDE_INCRS.push(m * 10 ** k);
+
+  // Log-axis ticks: whole decades, thinned to about five when the range is wide (a diverging
+  // loss spans 30+ decades and uPlot's own splits then vanish), with 2 and 5 added when it is
+  // narrow, and the ends as a last resort so an axis always has labels.
+  function logSplits(u, axisIdx, min, max) {
+    if (!(min > 0) || !(max > 0)) return [];
+    const lo = Math.floor(Math.log10(min));
+    const hi = Math.ceil(Math.log10(max));
+    const stride = Math.max(1, Math.ceil((hi - lo) / 5));
+    const mults = hi - lo <= 2 ? [1, 2, 5] : [1];
+    const out = [];
+    for (let k = lo; k <= hi; k += stride) {
+      for (const m of mults) {
+        const v = m * 10 ** k;
+        if (v >= min * (1 - 1e-9) && v <= max * (1 + 1e-9)) out.push(v);
+      }
+    }
+    return out.length >= 2 ? out : [min, max];
+  }
+
+  // Tick labels must fit the 60 px gutter: "1e36" rather than "1.00e+36".
+  function tick(v) {
+    const a = Math.abs(v);
+    if (a !== 0 && (a < 1e-3 || a >= 1e5)) {
+      return Number(v.toPrecision(2)).toExponential().replace("e+", "e").replace("e-", "e−");
+    }
+    return Number(v.toPrecision(4)).toString();
+  }
+
   function axisValues(u, splits) {
-    return splits.map((v) => (v === null ? "" : sig(v)));
+    return splits.map((v) => (v === null || v === undefined ? "" : tick(v)));
   }
 
   // Accuracy lives in [0, 1]: pad the data range a little but never leave that interval.
@@ -141,7 +178,12 @@
       scales: { x: { time: false }, y },
       series,
       // Only the bottom chart names the shared x axis; the others save the height.
-      axes: [kind === "lr" ? { label: "step", labelSize: 20 } : {}, { values: axisValues, size: 60 }],
+      axes: [
+        kind === "lr" ? { label: "step", labelSize: 20 } : {},
+        y.distr === 3
+          ? { values: axisValues, size: 60, incrs: WIDE_INCRS, splits: logSplits, filter: (u, sp) => sp }
+          : { values: axisValues, size: 60, incrs: WIDE_INCRS },
+      ],
       cursor: { sync: { key: SYNC_KEY }, drag: { x: true, y: false, setScale: false } },
       legend: { live: true },
       hooks,

@@ -32,9 +32,13 @@
     li.dataset.field = field;
     li.textContent = field ? `${field}: ${reason}` : reason;
     list.append(li);
-    const name = field.split(".").pop();
-    const input = name && form.elements.namedItem(name);
-    if (input && input.classList) {
+    // "config.hidden.1" belongs to the hidden input: the last part naming a form field wins.
+    const input = field
+      .split(".")
+      .reverse()
+      .map((part) => form.elements.namedItem(part))
+      .find((el) => el && el.classList);
+    if (input) {
       input.classList.add("invalid");
       const span = document.createElement("span");
       span.className = "field-error";
