@@ -47,6 +47,8 @@
     return ev.type;
   }
 
+  const MAX_LABEL_ROWS = 6;
+
   // uPlot plugin: a dashed vertical line with a label at every applied event's step, and a red
   // tick at the top for every non-finite training loss. Drawn in the `draw` hook so it follows
   // zoom and resize for free. `state` is read at draw time, so new events need only a redraw.
@@ -63,26 +65,42 @@
       ctx.textAlign = "left"; // uPlot leaves its axis alignment on the shared context
       ctx.textBaseline = "alphabetic";
       ctx.lineWidth = dpr;
-      let row = 0;
-      for (const ev of state.events) {
-        if (ev.step === null || ev.step === undefined) continue;
+      // Markers in step order; each label takes the first row where it does not overlap the
+      // previous label of that row, so events at the same step stack instead of colliding.
+      const shown = state.events
+        .filter((ev) => ev.step !== null && ev.step !== undefined)
+        .sort((a, b) => a.step - b.step || a.id - b.id);
+      const rowEnds = [];
+      const maxRows = Math.max(1, Math.min(MAX_LABEL_ROWS, Math.floor((height / dpr - 4) / 13)));
+      // Lines first, labels second (on a light backing), so no line crosses a label.
+      const labels = [];
+      for (const ev of shown) {
         const x = Math.round(u.valToPos(ev.step, "x", true));
         if (x < left || x > left + width) continue;
         const color = COLORS.marker[ev.type] || "#5d6677";
         ctx.strokeStyle = color;
-        ctx.fillStyle = color;
         ctx.setLineDash([4 * dpr, 3 * dpr]);
         ctx.beginPath();
         ctx.moveTo(x, top);
         ctx.lineTo(x, top + height);
         ctx.stroke();
-        // Stagger labels over three rows so neighbouring markers stay readable; near the right
-        // edge the label goes on the left of its line instead of being clipped.
-        const label = eventLabel(ev);
-        const flip = x + ctx.measureText(label).width + 6 * dpr > left + width;
-        ctx.textAlign = flip ? "right" : "left";
-        ctx.fillText(label, flip ? x - 3 * dpr : x + 3 * dpr, top + (12 + 13 * (row % 3)) * dpr);
-        row += 1;
+        // Near the right edge a label goes on the left of its line instead of being clipped.
+        const text = eventLabel(ev);
+        const w = ctx.measureText(text).width;
+        const flip = x + w + 6 * dpr > left + width;
+        const x0 = flip ? x - 3 * dpr - w : x + 3 * dpr;
+        let row = rowEnds.findIndex((end) => end < x0);
+        if (row < 0 && rowEnds.length < maxRows) row = rowEnds.length;
+        if (row < 0) continue; // no room: the line stays, the event log has the label
+        rowEnds[row] = x0 + w + 4 * dpr;
+        labels.push({ text, color, x0, w, y: top + (12 + 13 * row) * dpr });
+      }
+      ctx.setLineDash([]);
+      for (const { text, color, x0, w, y } of labels) {
+        ctx.fillStyle = "rgba(255, 255, 255, 0.85)";
+        ctx.fillRect(x0 - dpr, y - 10 * dpr, w + 2 * dpr, 13 * dpr);
+        ctx.fillStyle = color;
+        ctx.fillText(text, x0, y);
       }
       ctx.setLineDash([]);
       ctx.fillStyle = COLORS.nonfinite;
@@ -101,22 +119,27 @@
   const WIDE_INCRS = [];
   for (let k = -16; k <= 300; k++) for (const m of [1, 2, 5]) WIDE_INCRS.push(m * 10 ** k);
 
-  // Log-axis ticks: whole decades, thinned to about five when the range is wide (a diverging
-  // loss spans 30+ decades and uPlot's own splits then vanish), with 2 and 5 added when it is
-  // narrow, and the ends as a last resort so an axis always has labels.
+  // Log-axis ticks: 1-2-5 per decade when there is room, whole decades otherwise, thinned
+  // further for a wide range (a diverging loss spans 30+ decades and uPlot's own splits then
+  // vanish); the ends as a last resort so an axis always has labels. About one label per 22 px.
   function logSplits(u, axisIdx, min, max) {
     if (!(min > 0) || !(max > 0)) return [];
+    const room = Math.max(2, Math.floor(u.bbox.height / (window.devicePixelRatio || 1) / 22));
     const lo = Math.floor(Math.log10(min));
     const hi = Math.ceil(Math.log10(max));
-    const stride = Math.max(1, Math.ceil((hi - lo) / 5));
-    const mults = hi - lo <= 2 ? [1, 2, 5] : [1];
-    const out = [];
-    for (let k = lo; k <= hi; k += stride) {
-      for (const m of mults) {
-        const v = m * 10 ** k;
-        if (v >= min * (1 - 1e-9) && v <= max * (1 + 1e-9)) out.push(v);
+    const ticks = (mults, stride) => {
+      const out = [];
+      for (let k = lo; k <= hi; k += stride) {
+        for (const m of mults) {
+          const v = m * 10 ** k;
+          if (v >= min * (1 - 1e-9) && v <= max * (1 + 1e-9)) out.push(v);
+        }
       }
-    }
+      return out;
+    };
+    let out = ticks([1, 2, 5], 1);
+    if (out.length > room) out = ticks([1], 1);
+    for (let stride = 2; out.length > room; stride++) out = ticks([1], stride);
     return out.length >= 2 ? out : [min, max];
   }
 
@@ -174,12 +197,12 @@
     }
     return {
       width,
-      height: { loss: 200, acc: 170, lr: 130 }[kind],
+      height: { loss: 190, acc: 160, lr: 150 }[kind],
       scales: { x: { time: false }, y },
       series,
-      // Only the bottom chart names the shared x axis; the others save the height.
+      // The x axis is the step on every chart (the page says so); no axis label saves height.
       axes: [
-        kind === "lr" ? { label: "step", labelSize: 20 } : {},
+        {},
         y.distr === 3
           ? { values: axisValues, size: 60, incrs: WIDE_INCRS, splits: logSplits, filter: (u, sp) => sp }
           : { values: axisValues, size: 60, incrs: WIDE_INCRS },

@@ -3,6 +3,7 @@ stop. Every wait is on observable state (page JS state, DOM, the JSON API) with 
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -32,6 +33,12 @@ def counter(page: Page) -> int:
 def wait_counter_above(page: Page, value: int) -> None:
     page.wait_for_function(
         "v => Number(document.getElementById('step-counter').textContent) > v", arg=value
+    )
+
+
+def wait_counter_at_least(page: Page, value: int) -> None:
+    page.wait_for_function(
+        "v => Number(document.getElementById('step-counter').textContent) >= v", arg=value
     )
 
 
@@ -90,6 +97,12 @@ def test_babysit_a_run(browser_page: Page, server_url: str, api: Api, tmp_path: 
     assert data_length(page) == rows_paused
     assert api(f"/api/runs/{run_id}")["step"] == paused_at
 
+    # A refused command shows the server's reason and changes nothing.
+    page.fill("#lr-input", "-1")
+    page.click("#apply-lr")
+    expect(page.locator("#command-messages .error")).to_contain_text("422")
+    expect(page.locator("#command-messages .error")).to_contain_text("lr")
+
     # A new learning rate through the number field; its marker lands at the paused step.
     page.fill("#lr-input", str(NEW_LR))
     page.click("#apply-lr")
@@ -100,11 +113,31 @@ def test_babysit_a_run(browser_page: Page, server_url: str, api: Api, tmp_path: 
         "s => window.pandamode.events.some(e => e.type === 'set_lr' && e.step === s)", paused_at
     )
     expect(page.locator("#command-messages")).to_contain_text("set_lr sent")
+    # The slider follows the number field (log10 scale).
+    slider = float(page.input_value("#lr-slider"))
+    assert abs(slider - math.log10(NEW_LR)) < 0.01
+
+    # Step 5 while paused: exactly five more steps, then paused again.
+    page.fill("#step-n", "5")
+    page.click("#step")
+    wait_counter_at_least(page, paused_at + 5)
+    expect(page.locator("#status-badge")).to_have_text("paused")
+    expect(page.locator("#event-log li[data-type=step]")).to_have_attribute(
+        "data-step", str(paused_at)
+    )
+    time.sleep(0.5)
+    assert counter(page) == paused_at + 5
+
+    # A checkpoint on demand is recorded where it was taken.
+    page.click("#checkpoint")
+    expect(page.locator("#event-log li[data-type=checkpoint]")).to_have_attribute(
+        "data-step", str(paused_at + 5)
+    )
 
     # Resume: steps continue, and the lr chart's last value is the new rate.
     page.click("#resume")
     expect(page.locator("#status-badge")).to_have_text("running")
-    wait_counter_above(page, paused_at + 10)
+    wait_counter_above(page, paused_at + 20)
     page.wait_for_function(
         "lr => { const c = window.pandamode.charts.lr.data[1];"
         " return Math.abs(c[c.length - 1] / lr - 1) < 1e-6; }",
