@@ -3,6 +3,7 @@ stop. Every wait is on observable state (page JS state, DOM, the JSON API) with 
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -166,6 +167,18 @@ def test_babysit_a_run(browser_page: Page, server_url: str, api: Api, tmp_path: 
     page.wait_for_function("n => window.pandamode.data.step.length > n", arg=resumed_rows)
     save_screenshot(page, tmp_path)
 
+    # A second tab gets the same history and streams on its own connection.
+    second = page.context.new_page()
+    second.goto(page.url)
+    second.wait_for_function(
+        "n => window.pandamode && window.pandamode.data.step.length >= n", arg=resumed_rows
+    )
+    wait_counter_above(second, counter(page))
+    expect(second.locator("#event-log li[data-type=set_lr]")).to_have_attribute(
+        "data-step", str(paused_at)
+    )
+    second.close()
+
     # Stop (the page asks for confirmation first): the run settles and the controls go quiet.
     page.once("dialog", lambda dialog: dialog.accept())
     page.click("#stop")
@@ -187,3 +200,32 @@ def test_new_run_form_rejects_bad_input(browser_page: Page, server_url: str, api
     expect(page.locator("input[name=lr]")).to_have_class(re.compile(r"\binvalid\b"))
     assert page.url == server_url + "/"
     assert len(api("/api/runs")) == runs_before
+
+
+def test_diverging_run_shows_gaps_and_status(browser_page: Page, server_url: str) -> None:
+    """A run that blows up: the page says diverged and the non-finite loss is a gap, not a
+    number the chart tries to draw."""
+    page = browser_page
+    config = {
+        "hidden": [64],
+        "batchnorm": False,
+        "optimizer": "sgd",
+        "lr": 50.0,
+        "schedule": "constant",
+        "max_steps": 1000,
+    }
+    page.goto(server_url + "/")
+    # Through the form's advanced JSON, which wins over the fields.
+    page.fill("input[name=name]", "too hot")
+    page.fill("textarea[name=advanced]", json.dumps(config))
+    page.click("#new-run button[type=submit]")
+    page.wait_for_url(re.compile(r"/runs/\d+$"))
+    expect(page.locator("#status-badge")).to_have_text("diverged", timeout=30_000)
+    page.wait_for_function("window.pandamode.state.nonfinite.length > 0")
+    last_loss = page.evaluate(
+        "(() => { const d = window.pandamode.data.train_loss; return d[d.length - 1]; })()"
+    )
+    assert last_loss is None
+    expect(page.locator("#run-status")).to_contain_text("non-finite")
+    expect(page.locator("#event-log li[data-type=diverged]")).to_have_count(1)
+    expect(page.locator("#apply-lr")).to_be_disabled()
