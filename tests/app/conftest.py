@@ -6,6 +6,7 @@ bare sleeps. The worker runs in a thread here for speed; the crash test uses rea
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from fastapi.testclient import TestClient
 
 from app.db import Database
 from app.main import create_app
+from app.models import Base
 from app.settings import Settings
 from app.worker.loop import Worker
 
@@ -81,7 +83,14 @@ def tiny() -> dict[str, Any]:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return fast_settings(tmp_path)
+    """Fast settings on a temp-file SQLite database, or on ``PANDAMODE_TEST_DB_URL`` (e.g. a
+    scratch PostgreSQL database, emptied before each test) to run the suite against it."""
+    url = os.environ.get("PANDAMODE_TEST_DB_URL")
+    if url:
+        scratch = Database(url)
+        Base.metadata.drop_all(scratch.engine)
+        scratch.dispose()
+    return fast_settings(tmp_path, db_url=url or None)
 
 
 @pytest.fixture

@@ -88,6 +88,7 @@ def test_is_loopback(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
 
 
-def test_healthz_reports_database(client: TestClient) -> None:
+def test_healthz_reports_database(client: TestClient, settings: Settings) -> None:
     body = client.get("/healthz").json()
-    assert body == {"status": "ok", "database": "sqlite"}
+    dialect = "postgresql" if settings.database_url.startswith("postgresql") else "sqlite"
+    assert body == {"status": "ok", "database": dialect}

@@ -44,11 +44,20 @@ def _env(settings: Settings) -> dict[str, str]:
 
 
 @pytest.fixture
-def spawn(settings: Settings) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
+def crash_settings(settings: Settings) -> Settings:
+    """Short lease so the second worker takes over quickly; checkpoints only every 300 steps."""
+    return settings.model_copy(
+        update={"lease_seconds": 1.0, "checkpoint_every_steps": 300, "checkpoint_every_seconds": 0}
+    )
+
+
+@pytest.fixture
+def spawn(crash_settings: Settings) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
     procs: list[subprocess.Popen[bytes]] = []
 
     def _spawn() -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen([sys.executable, "-m", "app.worker"], env=_env(settings), cwd=ROOT)
+        env = _env(crash_settings)
+        proc = subprocess.Popen([sys.executable, "-m", "app.worker"], env=env, cwd=ROOT)
         procs.append(proc)
         return proc
 
@@ -71,14 +80,8 @@ def _reference_losses(set_lr_at: int, lr: float) -> list[float]:
 
 
 def test_sigkill_mid_run_loses_nothing_and_counts_nothing_twice(
-    tmp_path: Path, spawn: Callable[[], subprocess.Popen[bytes]], wait: Callable[..., Any]
+    db: Database, spawn: Callable[[], subprocess.Popen[bytes]], wait: Callable[..., Any]
 ) -> None:
-    settings = Settings(
-        data_dir=tmp_path, lease_seconds=1.0, checkpoint_every_steps=300,
-        checkpoint_every_seconds=0, flush_interval=0.02, command_poll=0.02, claim_interval=0.05,
-    )  # fmt: skip
-    db = Database(settings.database_url)
-    db.create_all()
     with db.write() as s:
         rid = crud.create_run(s, config=RunConfig(**CONFIG).model_dump(mode="json")).id
 
