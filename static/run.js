@@ -70,6 +70,7 @@
   }
 
   function applyStatus(r) {
+    const changed = r.status !== state.run.status;
     state.run = r;
     const badge = $("status-badge");
     badge.textContent = r.status;
@@ -77,6 +78,9 @@
     updateCounter();
     updateButtons();
     followLr(r.lr);
+    // On a status change (not on every lr or best-metric update, which the stream sends many
+    // times a second) the htmx status fragment refreshes now rather than at its next tick.
+    if (changed) document.body.dispatchEvent(new CustomEvent("pandamode-status"));
   }
 
   // ---- the stream ---------------------------------------------------------------------------
@@ -218,6 +222,12 @@
   });
   lrInput.addEventListener("input", syncSliderFromInput);
   syncSliderFromInput();
+  // Enter in a number field does what its button does.
+  for (const [field, button] of [[lrInput, "apply-lr"], [$("step-n"), "step"]]) {
+    field.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" && !$(button).disabled) $(button).click();
+    });
+  }
   // Until the user touches the lr controls they show the run's current rate (a queued run has
   // none yet; another tab may change it). After that they hold what the user is composing.
   let lrTouched = false;
