@@ -148,6 +148,7 @@
     const d = state.data.step;
     const shown = Math.max(state.run.step || 0, d.length ? d[d.length - 1] : 0);
     $("step-counter").textContent = shown;
+    $("no-data").hidden = d.length > 0;
   }
 
   // Zoom one chart by dragging: every chart follows. Double-click returns to the full range.
