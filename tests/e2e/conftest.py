@@ -36,12 +36,18 @@ CHROMIUM_ARGS = [
 SERVER_START_TIMEOUT = 60.0
 
 
+E2E_TIMEOUT = 120
+"""Seconds one browser test may take before pytest-timeout fails it (a hang must not stall CI)."""
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test in this directory drives a browser: mark them all `e2e` (`-m "not e2e"`)."""
+    """Every test in this directory drives a browser: mark them all `e2e` (`-m "not e2e"` skips
+    them) and give them a tighter timeout than the suite's default."""
     here = Path(__file__).parent
     for item in items:
-        if here in Path(item.fspath).parents:
+        if here in item.path.parents:
             item.add_marker(pytest.mark.e2e)
+            item.add_marker(pytest.mark.timeout(E2E_TIMEOUT))
 
 
 def _free_port() -> int:
