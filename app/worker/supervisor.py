@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 _PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
 RESTART_BACKOFF_MAX = 30.0
+HEALTHY_LIFETIME = 60.0
 
 
 class Supervisor:
@@ -33,6 +34,7 @@ class Supervisor:
         self.procs: list[subprocess.Popen[bytes] | None] = [None] * count
         self._backoff = [0.0] * count
         self._next_start = [0.0] * count
+        self._started = [0.0] * count
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -48,6 +50,7 @@ class Supervisor:
         cmd = [sys.executable, "-m", "app.worker", "--db", self.settings.database_url]
         proc = subprocess.Popen(cmd, env=self._env())
         self.procs[slot] = proc
+        self._started[slot] = time.monotonic()
         log.info("started worker %d (pid %d)", slot, proc.pid)
 
     def start(self) -> None:
@@ -74,7 +77,10 @@ class Supervisor:
         if proc is not None:
             log.warning("worker %d (pid %d) exited with %s", slot, proc.pid, proc.returncode)
             self.procs[slot] = None
-            self._backoff[slot] = min(max(1.0, self._backoff[slot] * 2), RESTART_BACKOFF_MAX)
+            if now - self._started[slot] >= HEALTHY_LIFETIME:
+                self._backoff[slot] = 0.0
+            else:
+                self._backoff[slot] = min(max(1.0, self._backoff[slot] * 2), RESTART_BACKOFF_MAX)
             self._next_start[slot] = now + self._backoff[slot]
         if now >= self._next_start[slot]:
             self._spawn(slot)
