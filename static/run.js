@@ -1,5 +1,5 @@
-// The run page: one EventSource for live data, charts redrawn at most once per animation frame,
-// and the lr / step controls the htmx buttons read their values from.
+// The run page: one EventSource for live data, charts redrawn at most every 100 ms in an
+// animation frame, the chart controls. The worker controls live in run-commands.js.
 // window.pandamode = {charts, data, events, ...} is the page's state, also read by the e2e tests.
 "use strict";
 
@@ -22,6 +22,7 @@
     zoom: null, // {min, max} of the step axis while the user has zoomed in
   };
   const charts = {};
+  const commands = PandaCommands.init(); // the worker controls (run-commands.js)
 
   // ---- data in ------------------------------------------------------------------------------
 
@@ -76,8 +77,7 @@
     badge.textContent = r.status;
     badge.className = `badge ${r.status}`;
     updateCounter();
-    updateButtons();
-    followLr(r.lr);
+    commands.update(r);
     // On a status change (not on every lr or best-metric update, which the stream sends many
     // times a second) the htmx status fragment refreshes now rather than at its next tick.
     if (changed) document.body.dispatchEvent(new CustomEvent("pandamode-status"));
@@ -210,83 +210,7 @@
     $("event-log").replaceChildren(...items);
   }
 
-  // ---- controls -----------------------------------------------------------------------------
-
-  const lrInput = $("lr-input");
-  const lrSlider = $("lr-slider");
-  function syncSliderFromInput() {
-    const v = Number(lrInput.value);
-    if (v > 0) lrSlider.value = Math.log10(v);
-  }
-  lrSlider.addEventListener("input", () => {
-    lrInput.value = Number((10 ** Number(lrSlider.value)).toPrecision(3));
-  });
-  lrInput.addEventListener("input", syncSliderFromInput);
-  syncSliderFromInput();
-  // Enter in a number field does what its button does.
-  for (const [field, button] of [[lrInput, "apply-lr"], [$("step-n"), "step"]]) {
-    field.addEventListener("keydown", (e) => {
-      if (e.key === "Enter" && !$(button).disabled) $(button).click();
-    });
-  }
-  // Until the user touches the lr controls they show the run's current rate (a queued run has
-  // none yet; another tab may change it). After that they hold what the user is composing.
-  let lrTouched = false;
-  for (const el of [lrInput, lrSlider]) el.addEventListener("input", () => (lrTouched = true));
-  function followLr(lr) {
-    if (lrTouched || typeof lr !== "number" || !(lr > 0)) return;
-    lrInput.value = Number(lr.toPrecision(6));
-    syncSliderFromInput();
-  }
-
-  // Which commands make sense in which status; the server still has the final word (4xx).
-  function updateButtons() {
-    const s = state.run.status;
-    const active = ACTIVE.has(s);
-    const enable = {
-      "apply-lr": active,
-      pause: s === "running" || s === "queued",
-      resume: s === "paused",
-      step: s === "paused",
-      checkpoint: s === "running" || s === "paused",
-      stop: active,
-    };
-    for (const [id, on] of Object.entries(enable)) $(id).disabled = !on;
-  }
-
-  // Answers to the htmx command buttons: a short confirmation, or the server's reason.
-  function showMessage(text, kind) {
-    const p = document.createElement("p");
-    p.className = kind;
-    p.textContent = text;
-    $("command-messages").replaceChildren(p);
-  }
-  function describeError(xhr) {
-    try {
-      const detail = JSON.parse(xhr.responseText).detail;
-      if (Array.isArray(detail)) {
-        return detail.map((d) => `${(d.loc || []).filter((p) => p !== "body").join(".")}: ${d.msg}`).join("; ");
-      }
-      return typeof detail === "string" ? detail : JSON.stringify(detail);
-    } catch {
-      return xhr.statusText || "request failed";
-    }
-  }
-  const controls = $("controls");
-  controls.addEventListener("htmx:afterRequest", (e) => {
-    const cmd = e.detail.elt.dataset.command;
-    const xhr = e.detail.xhr;
-    if (e.detail.successful) {
-      let id = "";
-      try {
-        id = ` (command #${JSON.parse(xhr.responseText).id})`;
-      } catch { /* the id is a nicety */ }
-      showMessage(`${cmd} sent${id}`, "info");
-    } else if (xhr && xhr.status) {
-      showMessage(`${cmd} refused: HTTP ${xhr.status}: ${describeError(xhr)}`, "error");
-    }
-  });
-  controls.addEventListener("htmx:sendError", () => showMessage("network error: command not sent", "error"));
+  // ---- chart controls -----------------------------------------------------------------------
 
   $("smoothing").addEventListener("input", () => {
     state.weight = Number($("smoothing").value);
@@ -318,8 +242,8 @@
     data: state.data,
     events: state.events,
     state,
-    lrValue: () => Number(lrInput.value),
-    stepN: () => Number($("step-n").value),
+    lrValue: commands.lrValue,
+    stepN: commands.stepN,
   };
   ["loss", "acc", "lr"].forEach(makeChart);
   applyStatus(run);

@@ -1,0 +1,99 @@
+// The worker controls of the run page: the lr slider and number field kept in sync, which
+// command buttons make sense in which status, and what the server answered. The buttons
+// themselves are htmx (hx-post + json-enc in run.html); they read their values through
+// lrValue() / stepN(). Exposes window.PandaCommands.
+"use strict";
+
+(function () {
+  const ACTIVE = new Set(["queued", "running", "paused"]);
+  const $ = (id) => document.getElementById(id);
+
+  function init() {
+    const lrInput = $("lr-input");
+    const lrSlider = $("lr-slider");
+    function syncSliderFromInput() {
+      const v = Number(lrInput.value);
+      if (v > 0) lrSlider.value = Math.log10(v);
+    }
+    lrSlider.addEventListener("input", () => {
+      lrInput.value = Number((10 ** Number(lrSlider.value)).toPrecision(3));
+    });
+    lrInput.addEventListener("input", syncSliderFromInput);
+    syncSliderFromInput();
+    // Enter in a number field does what its button does.
+    for (const [field, button] of [[lrInput, "apply-lr"], [$("step-n"), "step"]]) {
+      field.addEventListener("keydown", (e) => {
+        if (e.key === "Enter" && !$(button).disabled) $(button).click();
+      });
+    }
+    // Until the user touches the lr controls they show the run's current rate (a queued run has
+    // none yet; another tab may change it). After that they hold what the user is composing.
+    let lrTouched = false;
+    for (const el of [lrInput, lrSlider]) el.addEventListener("input", () => (lrTouched = true));
+    function followLr(lr) {
+      if (lrTouched || typeof lr !== "number" || !(lr > 0)) return;
+      lrInput.value = Number(lr.toPrecision(6));
+      syncSliderFromInput();
+    }
+
+    // Which commands make sense in which status; the server still has the final word (4xx).
+    function updateButtons(s) {
+      const active = ACTIVE.has(s);
+      const enable = {
+        "apply-lr": active,
+        pause: s === "running" || s === "queued",
+        resume: s === "paused",
+        step: s === "paused",
+        checkpoint: s === "running" || s === "paused",
+        stop: active,
+      };
+      for (const [id, on] of Object.entries(enable)) $(id).disabled = !on;
+    }
+
+    // Answers to the htmx command buttons: a short confirmation, or the server's reason.
+    function showMessage(text, kind) {
+      const p = document.createElement("p");
+      p.className = kind;
+      p.textContent = text;
+      $("command-messages").replaceChildren(p);
+    }
+    function describeError(xhr) {
+      try {
+        const detail = JSON.parse(xhr.responseText).detail;
+        if (Array.isArray(detail)) {
+          return detail.map((d) => `${(d.loc || []).filter((p) => p !== "body").join(".")}: ${d.msg}`).join("; ");
+        }
+        return typeof detail === "string" ? detail : JSON.stringify(detail);
+      } catch {
+        return xhr.statusText || "request failed";
+      }
+    }
+    const controls = $("controls");
+    controls.addEventListener("htmx:afterRequest", (e) => {
+      const cmd = e.detail.elt.dataset.command;
+      const xhr = e.detail.xhr;
+      if (e.detail.successful) {
+        let id = "";
+        try {
+          id = ` (command #${JSON.parse(xhr.responseText).id})`;
+        } catch { /* the id is a nicety */ }
+        showMessage(`${cmd} sent${id}`, "info");
+      } else if (xhr && xhr.status) {
+        showMessage(`${cmd} refused: HTTP ${xhr.status}: ${describeError(xhr)}`, "error");
+      }
+    });
+    controls.addEventListener("htmx:sendError", () => showMessage("network error: command not sent", "error"));
+
+    return {
+      // Called with every run object the page receives (page load and SSE status).
+      update(run) {
+        updateButtons(run.status);
+        followLr(run.lr);
+      },
+      lrValue: () => Number(lrInput.value),
+      stepN: () => Number($("step-n").value),
+    };
+  }
+
+  window.PandaCommands = { init };
+})();
