@@ -18,8 +18,8 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment
 from sqlalchemy.orm import Session
 
+from app import crud
 from app.api.deps import ReadSession, run_or_404
-from app.crud import runs as crud_runs
 from app.models import TERMINAL_STATUSES
 from engine.config import RunConfig
 
@@ -70,14 +70,14 @@ def _templates(request: Request) -> Jinja2Templates:
 
 
 def _runs_context(session: Session) -> dict[str, Any]:
-    runs = [crud_runs.serialize_run(r) for r in crud_runs.list_runs(session)]
+    runs = [crud.serialize_run(r) for r in crud.list_runs(session)]
     any_active = any(r["status"] not in TERMINAL_STATUSES for r in runs)
     return {"runs": runs, "any_active": any_active}
 
 
 def _run_context(session: Session, run_id: int) -> dict[str, Any]:
     run = run_or_404(session, run_id)
-    return {"run": crud_runs.serialize_run(run), "active_statuses": ACTIVE_STATUSES}
+    return {"run": crud.serialize_run(run), "active_statuses": ACTIVE_STATUSES}
 
 
 @router.get("/", response_class=HTMLResponse, name="runs_page")
