@@ -85,7 +85,7 @@ class ForkRequest(_Strict):
 FROZEN_ON_FORK = frozenset(
     {
         "dataset", "val_fraction", "data_seed", "n_samples", "n_classes", "noise", "hidden",
-        "activation", "batchnorm", "bn_position", "init", "optimizer", "dtype", "batch_size",
+        "activation", "batchnorm", "bn_position", "init", "dtype", "batch_size",
         "seed",
     }
 )  # fmt: skip

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from app import crud
 from app.api.deps import ReadSession, run_or_404
 from app.models import TERMINAL_STATUSES
-from engine.config import RunConfig
+from engine import RunConfig
 
 router = APIRouter(include_in_schema=False)
 

@@ -56,12 +56,16 @@ def test_fork_with_new_lr_and_bad_overrides(
 
     ok = client.post(
         f"/api/runs/{parent}/fork",
-        json={"step": 200, "overrides": {"lr": 0.002, "weight_decay": 0.01}},
+        json={
+            "step": 200,
+            "overrides": {"lr": 0.002, "weight_decay": 0.01, "optimizer": "momentum"},
+        },
     )
     assert ok.status_code == 201, ok.text
     child = ok.json()
     assert len(client.get("/api/runs").json()) == count + 1
     assert child["config"]["lr"] == 0.002 and child["config"]["weight_decay"] == 0.01
+    assert child["config"]["optimizer"] == "momentum"
     wait(lambda: client.get(f"/api/runs/{child['id']}").json()["step"] > 210)
     events = client.get(f"/api/runs/{child['id']}/events").json()
     set_lr = next(e for e in events if e["type"] == "set_lr")
