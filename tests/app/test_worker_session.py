@@ -35,17 +35,20 @@ def _create(client: TestClient, config: dict[str, Any]) -> int:
 def test_divergence_is_recorded_and_last_good_checkpoint_kept(
     client: TestClient, worker: Worker, wait: Wait, tiny: dict[str, Any]
 ) -> None:
-    config = {**tiny, "optimizer": "sgd", "batchnorm": False, "lr": 90.0}
+    config = {**tiny, "hidden": [64, 64], "optimizer": "sgd", "batchnorm": False}
     rid = _create(client, config)
+    wait(lambda: _run(client, rid)["step"] > 150, what="past the first checkpoint")
+    client.post(f"/api/runs/{rid}/commands", json={"type": "set_lr", "lr": 100.0})
     wait(lambda: _run(client, rid)["status"] == "diverged", what="diverged")
     run = _run(client, rid)
     assert "non-finite loss" in run["error"]
     metrics = client.get(f"/api/runs/{rid}/metrics").json()
-    assert metrics["step"][-1] == run["step"]
+    assert metrics["step"] == list(range(1, run["step"] + 1))
     assert metrics["train_loss"][-1] in ("NaN", "Infinity")
     events = client.get(f"/api/runs/{rid}/events").json()
     assert events[-1]["type"] == "diverged" and events[-1]["step"] == run["step"]
-    assert all(c["step"] < run["step"] for c in client.get(f"/api/runs/{rid}/checkpoints").json())
+    ckpts = [c["step"] for c in client.get(f"/api/runs/{rid}/checkpoints").json()]
+    assert 100 in ckpts and max(ckpts) < run["step"], "the last good state is the latest"
 
 
 def test_failure_is_recorded_not_swallowed(
