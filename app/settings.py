@@ -76,7 +76,7 @@ class Settings(BaseSettings):
         """The settings as PANDAMODE_* variables, so a child process rebuilds the same Settings."""
         env: dict[str, str] = {}
         for name, value in self.model_dump().items():
-            if value is None:
+            if value is None or name == "token":  # workers never need the web token
                 continue
             key = f"PANDAMODE_{name.upper()}"
             env[key] = str(value).lower() if isinstance(value, bool) else str(value)

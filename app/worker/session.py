@@ -1,10 +1,8 @@
 """Training one claimed run: load and replay, then the step loop with commands and flushes.
 
-Every database write of a session goes through ``_transaction``, which first renews the lease
-(raising ``LeaseLost`` if another worker has taken the run) and writes the buffered metric rows,
-so a status change, an applied command or a checkpoint is always committed together with the
-steps it follows. That is what makes a crash lose nothing: the run's committed step, its rows,
-its checkpoints and its applied commands never disagree.
+The loop decides *what* happens (step, evaluate, apply commands, pause, end); every write goes
+through ``RunWriter.transaction`` (app/worker/writer.py), which commits it together with the steps
+it follows.
 """
 
 from __future__ import annotations
@@ -12,8 +10,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -23,13 +21,10 @@ from app.db import Database
 from app.settings import Settings
 from app.worker.control import Control, apply_command
 from app.worker.loading import load_trainer
-from engine import StepRecord, Trainer, state_to_bytes
+from app.worker.writer import LeaseLost, RunWriter
+from engine import StepRecord, Trainer
 
 log = logging.getLogger(__name__)
-
-
-class LeaseLost(RuntimeError):
-    """Another worker holds the run now; this one must stop touching it."""
 
 
 class RunSession:
@@ -50,13 +45,9 @@ class RunSession:
         self.should_stop, self.on_step, self.allow_release = should_stop, on_step, allow_release
         self.trainer: Trainer | None = None
         self.control = Control()
-        self.buffer: list[dict[str, Any]] = []
-        self.best_loss: float | None = None
-        self.best_acc: float | None = None
+        self.writer = RunWriter(db, settings, worker_id, run_id)
         self.status = ""
         self._lr_replay: dict[int, list[float]] = {}
-        self._ckpt_step = -1
-        self._ckpt_time = self._last_flush = self._last_heartbeat = time.monotonic()
         self._last_poll = self._last_queue_check = 0.0
         self._paused_since: float | None = None
 
@@ -80,11 +71,13 @@ class RunSession:
     # -- start -------------------------------------------------------------------------------
 
     def _start(self) -> None:
-        loaded = load_trainer(self.db, self.run_id, heartbeat=self._heartbeat)
+        writer = self.writer
+        loaded = load_trainer(self.db, self.run_id, heartbeat=writer.heartbeat)
         self.trainer = loaded.trainer
-        self.best_loss, self.best_acc = loaded.best_val_loss, loaded.best_val_acc
+        writer.best_loss, writer.best_acc = loaded.best_val_loss, loaded.best_val_acc
         self._lr_replay = loaded.lr_replay
-        self._ckpt_step = loaded.checkpoint_step if loaded.checkpoint_step is not None else -1
+        if loaded.checkpoint_step is not None:
+            writer.checkpoint_step = loaded.checkpoint_step
         self.control.paused = loaded.status == "paused"
         self.status = "paused" if self.control.paused else "running"
         self._paused_since = time.monotonic() if self.control.paused else None
@@ -120,7 +113,7 @@ class RunSession:
                 continue
             if self._train_one():
                 return "diverged"
-            if self._flush_due():
+            if self.writer.flush_due():
                 self._flush()
 
     def _train_one(self) -> bool:
@@ -129,42 +122,20 @@ class RunSession:
         for lr in self._lr_replay.pop(trainer.step_count, []):
             trainer.set_lr(lr)
         rec = trainer.step()
-        row: dict[str, Any] = {
-            "step": rec.step,
-            "time": time.time(),
-            "epoch": rec.epoch,
-            "lr": rec.lr,
-            "train_loss": rec.loss,
-            "train_acc": rec.acc,
-            "val_loss": None,
-            "val_acc": None,
-        }
-        self.buffer.append(row)
+        row = self.writer.add(rec)
         if self.on_step is not None:
             self.on_step(rec)
         if not math.isfinite(rec.loss):
             self._diverge(rec)
             return True
         if rec.step % trainer.cfg.eval_every == 0 or trainer.finished:
-            self._evaluate(row)
+            self.writer.add_evaluation(row, trainer.evaluate())
         if self.control.count_step():
             self._settle_after_budget()
         every = self.settings.checkpoint_every_steps
         if every and rec.step % every == 0:
             self._flush(checkpoint=True)
         return False
-
-    def _evaluate(self, row: dict[str, Any]) -> None:
-        result = self._trainer.evaluate()
-        row["val_loss"], row["val_acc"] = result["loss"], result["acc"]
-        if math.isfinite(result["loss"]) and (
-            self.best_loss is None or result["loss"] < self.best_loss
-        ):
-            self.best_loss = result["loss"]
-        if math.isfinite(result["acc"]) and (
-            self.best_acc is None or result["acc"] > self.best_acc
-        ):
-            self.best_acc = result["acc"]
 
     def _poll_commands(self) -> None:
         with self.db.read() as s:
@@ -190,8 +161,9 @@ class RunSession:
         """Bring the stored status in line with the control state after commands."""
         control = self.control
         new = "stopped" if control.stop else "paused" if control.paused else "running"
-        if control.stop:
-            control.checkpoint = True
+        if control.stop or control.checkpoint:
+            self.writer.checkpoint_requested = True
+            control.checkpoint = False
         if new != self.status:
             self.status = new
             crud.update_run(s, self.run_id, status=new)
@@ -216,7 +188,7 @@ class RunSession:
     def _idle_paused(self) -> bool:
         """Paused: keep the lease, poll, and maybe hand the run back; True once released."""
         now = time.monotonic()
-        if self.buffer or now - self._last_heartbeat >= self.settings.lease_seconds / 3:
+        if self.writer.buffer or self.writer.heartbeat_due():
             self._flush()
         since = self._paused_since
         if (
@@ -238,7 +210,7 @@ class RunSession:
     # -- endings -----------------------------------------------------------------------------
 
     def _finish(self) -> str:
-        payload = {"val_loss": self.best_loss, "val_acc": self.best_acc}
+        payload = {"val_loss": self.writer.best_loss, "val_acc": self.writer.best_acc}
         self._end("finished", checkpoint=True, event=("finished", payload))
         return "finished"
 
@@ -269,15 +241,9 @@ class RunSession:
 
     def _fail(self, exc: BaseException) -> None:
         error = f"{type(exc).__name__}: {exc}"
-        step = self.trainer.step_count if self.trainer is not None else None
+        step = self.trainer.step_count if self.trainer is not None else 0
         try:
-            with self.db.write() as s:
-                if not crud.release_run(
-                    s, self.run_id, self.worker_id, status="failed", error=error
-                ):
-                    raise LeaseLost
-                crud.append_metrics(s, self.run_id, self.buffer)
-                crud.record_worker_event(s, self.run_id, "failed", step or 0, error=error)
+            self.writer.record_failure(error, step)
         except Exception:
             log.exception("could not record the failure of run %s", self.run_id)
 
@@ -288,50 +254,9 @@ class RunSession:
         assert self.trainer is not None, "trainer used before load"
         return self.trainer
 
-    def _flush_due(self) -> bool:
-        elapsed = time.monotonic() - self._last_flush
-        return (
-            len(self.buffer) >= self.settings.flush_rows or elapsed >= self.settings.flush_interval
-        )
-
-    def _checkpoint_due(self) -> bool:
-        """Time-based trigger (the step trigger fires at exact multiples, in ``_train_one``)."""
-        every = self.settings.checkpoint_every_seconds
-        return bool(every) and time.monotonic() - self._ckpt_time >= every
-
     def _flush(self, *, checkpoint: bool = False) -> None:
-        with self._transaction(checkpoint=checkpoint or self._checkpoint_due()):
+        with self._transaction(checkpoint=checkpoint or self.writer.checkpoint_due()):
             pass
 
-    def _heartbeat(self) -> None:
-        with self.db.write() as s:
-            if not crud.renew_lease(s, self.run_id, self.worker_id, self.settings.lease_seconds):
-                raise LeaseLost
-        self._last_heartbeat = time.monotonic()
-
-    @contextmanager
-    def _transaction(self, *, checkpoint: bool = False) -> Iterator[Session]:
-        """One write transaction: lease guard, buffered rows, the caller's writes, checkpoint."""
-        rows = list(self.buffer)
-        trainer = self._trainer
-        with self.db.write() as s:
-            if not crud.renew_lease(s, self.run_id, self.worker_id, self.settings.lease_seconds):
-                raise LeaseLost
-            crud.append_metrics(s, self.run_id, rows)
-            yield s
-            crud.update_run(
-                s,
-                self.run_id,
-                lr=trainer.current_lr(),
-                total_steps=trainer.total_steps,
-                best_val_loss=self.best_loss,
-                best_val_acc=self.best_acc,
-            )
-            if (checkpoint or self.control.checkpoint) and trainer.step_count != self._ckpt_step:
-                crud.save_checkpoint(
-                    s, self.run_id, trainer.step_count, state_to_bytes(trainer.state_dict())
-                )
-                self._ckpt_step, self._ckpt_time = trainer.step_count, time.monotonic()
-            self.control.checkpoint = False
-        del self.buffer[: len(rows)]
-        self._last_flush = self._last_heartbeat = time.monotonic()
+    def _transaction(self, *, checkpoint: bool = False) -> AbstractContextManager[Session]:
+        return self.writer.transaction(self._trainer, checkpoint=checkpoint)

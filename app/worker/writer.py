@@ -1,0 +1,126 @@
+"""The write side of a run session: buffered rows, best metrics, the lease guard, checkpoints.
+
+Every database write of a session goes through ``RunWriter.transaction``, which first renews the
+lease (raising ``LeaseLost`` if another worker has taken the run) and writes the buffered metric
+rows, so a status change, an applied command or a checkpoint is always committed together with the
+steps it follows. That is what makes a crash lose nothing: the run's committed step, its rows,
+its checkpoints and its applied commands never disagree.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app import crud
+from app.db import Database
+from app.settings import Settings
+from engine import StepRecord, Trainer, state_to_bytes
+
+
+class LeaseLost(RuntimeError):
+    """Another worker holds the run now; this one must stop touching it."""
+
+
+class RunWriter:
+    """Buffers one run's metric rows and commits them with whatever else must go with them."""
+
+    def __init__(self, db: Database, settings: Settings, worker_id: str, run_id: int) -> None:
+        self.db, self.settings, self.worker_id, self.run_id = db, settings, worker_id, run_id
+        self.buffer: list[dict[str, Any]] = []
+        self.best_loss: float | None = None
+        self.best_acc: float | None = None
+        self.checkpoint_step = -1
+        self.checkpoint_requested = False
+        now = time.monotonic()
+        self.checkpoint_time = self.last_flush = self.last_heartbeat = now
+
+    def add(self, rec: StepRecord) -> dict[str, Any]:
+        """Buffer the row of a step; returned so an evaluation can fill its val columns."""
+        row: dict[str, Any] = {
+            "step": rec.step,
+            "time": time.time(),
+            "epoch": rec.epoch,
+            "lr": rec.lr,
+            "train_loss": rec.loss,
+            "train_acc": rec.acc,
+            "val_loss": None,
+            "val_acc": None,
+        }
+        self.buffer.append(row)
+        return row
+
+    def add_evaluation(self, row: dict[str, Any], result: dict[str, float]) -> None:
+        """Put an evaluation on its step's row and keep the best finite values."""
+        loss, acc = result["loss"], result["acc"]
+        row["val_loss"], row["val_acc"] = loss, acc
+        if math.isfinite(loss) and (self.best_loss is None or loss < self.best_loss):
+            self.best_loss = loss
+        if math.isfinite(acc) and (self.best_acc is None or acc > self.best_acc):
+            self.best_acc = acc
+
+    def flush_due(self) -> bool:
+        """Enough rows buffered, or the flush interval has passed."""
+        elapsed = time.monotonic() - self.last_flush
+        return (
+            len(self.buffer) >= self.settings.flush_rows or elapsed >= self.settings.flush_interval
+        )
+
+    def heartbeat_due(self) -> bool:
+        """A third of the lease has passed since the last write."""
+        return time.monotonic() - self.last_heartbeat >= self.settings.lease_seconds / 3
+
+    def checkpoint_due(self) -> bool:
+        """The time trigger (the step trigger fires at exact multiples, in the session)."""
+        every = self.settings.checkpoint_every_seconds
+        return bool(every) and time.monotonic() - self.checkpoint_time >= every
+
+    def heartbeat(self) -> None:
+        """Renew the lease only (while loading or replaying, before there are rows to write)."""
+        with self.db.write() as s:
+            if not crud.renew_lease(s, self.run_id, self.worker_id, self.settings.lease_seconds):
+                raise LeaseLost
+        self.last_heartbeat = time.monotonic()
+
+    @contextmanager
+    def transaction(self, trainer: Trainer, *, checkpoint: bool = False) -> Iterator[Session]:
+        """Lease guard, buffered rows, the caller's writes, run columns, optional checkpoint.
+
+        A checkpoint is written when asked for here or when ``checkpoint_requested`` was set,
+        also from inside the ``with`` body (a ``pause`` or ``checkpoint`` command being applied).
+        """
+        rows = list(self.buffer)
+        with self.db.write() as s:
+            if not crud.renew_lease(s, self.run_id, self.worker_id, self.settings.lease_seconds):
+                raise LeaseLost
+            crud.append_metrics(s, self.run_id, rows)
+            yield s
+            crud.update_run(
+                s,
+                self.run_id,
+                lr=trainer.current_lr(),
+                total_steps=trainer.total_steps,
+                best_val_loss=self.best_loss,
+                best_val_acc=self.best_acc,
+            )
+            wanted = checkpoint or self.checkpoint_requested
+            if wanted and trainer.step_count != self.checkpoint_step:
+                state = state_to_bytes(trainer.state_dict())
+                crud.save_checkpoint(s, self.run_id, trainer.step_count, state)
+                self.checkpoint_step, self.checkpoint_time = trainer.step_count, time.monotonic()
+        self.checkpoint_requested = False
+        del self.buffer[: len(rows)]
+        self.last_flush = self.last_heartbeat = time.monotonic()
+
+    def record_failure(self, error: str, step: int) -> None:
+        """Status failed with the error text, a ``failed`` event, the rows so far; release."""
+        with self.db.write() as s:
+            if not crud.release_run(s, self.run_id, self.worker_id, status="failed", error=error):
+                raise LeaseLost
+            crud.append_metrics(s, self.run_id, self.buffer)
+            crud.record_worker_event(s, self.run_id, "failed", step, error=error)
