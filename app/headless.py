@@ -71,15 +71,24 @@ def train(settings: Settings, config_path: Path, *, as_json: bool = False) -> in
     db.create_all()
     worker_id = new_worker_id("cli")
     with db.write() as s:
-        run = crud.create_run(
+        run_id = crud.create_run(
             s,
             config=config,
             name=name,
             status="running",
             worker_id=worker_id,
             lease_until=crud.now() + settings.lease_seconds,
-        )
-        run_id = run.id
+        ).id
+    if _train_here(db, settings, worker_id, run_id) == "shutdown":
+        _mark_interrupted(db, run_id)
+    summary = _summary(db, run_id)
+    db.dispose()
+    print(json.dumps(summary) if as_json else _describe(summary))
+    return 0 if summary["status"] in ("finished", "stopped") else 1
+
+
+def _train_here(db: Database, settings: Settings, worker_id: str, run_id: int) -> str:
+    """The worker's session in this process, with a progress bar; Ctrl-C stops it cleanly."""
     interrupted = threading.Event()
 
     def _on_signal(_signum: int, _frame: FrameType | None) -> None:
@@ -98,19 +107,10 @@ def train(settings: Settings, config_path: Path, *, as_json: bool = False) -> in
     )
     try:
         with threadpool_limits(limits=settings.blas_threads):
-            outcome = session.run()
+            return session.run()
     finally:
         bar.close()
         signal.signal(signal.SIGINT, previous)
-    if outcome == "shutdown":
-        _mark_interrupted(db, run_id)
-    summary = _summary(db, run_id)
-    db.dispose()
-    if as_json:
-        print(json.dumps(summary))
-    else:
-        print(_describe(summary))
-    return 0 if summary["status"] in ("finished", "stopped") else 1
 
 
 def _progress(bar: tqdm, session: RunSession, rec: StepRecord) -> None:

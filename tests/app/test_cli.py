@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -70,3 +71,35 @@ def test_bad_input_is_one_line_and_exit_2(
     assert code == 2
     assert message in err and err.startswith("pandamode: error:")
     assert len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_ctrl_c_stops_the_headless_run_cleanly(tmp_path: Path, wait: Any) -> None:
+    config = {"dataset": "spirals", "n_samples": 200, "hidden": [16], "max_steps": 10_000_000}
+    path = _write(tmp_path / "run.json", config)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "train", str(path), "--data-dir", str(tmp_path), "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    db = Database(Settings(data_dir=tmp_path).database_url)
+    db.create_all()
+
+    def step() -> int:
+        with db.read() as s:
+            run = crud.get_run(s, 1) if crud.list_runs(s) else None
+            return run.step if run is not None else 0
+
+    try:
+        wait(lambda: step() > 50, timeout=40, what="headless training")
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["status"] == "stopped"
+    with db.read() as s:
+        assert crud.list_events(s, 1)[-1].type == "stopped"
+        assert crud.latest_checkpoint(s, 1).step == summary["step"]
+    db.dispose()
