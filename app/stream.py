@@ -103,15 +103,19 @@ class StreamHub:
     # -- the tail ------------------------------------------------------------------------------
 
     async def _run_tail(self, tail: _Tail) -> None:
-        try:
-            await to_thread.run_sync(self._init_tail, tail)
-            while True:
-                terminal = await self._poll_once(tail)
-                await asyncio.sleep(self.poll * (10 if terminal else 1))
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("stream tail of run %s failed", tail.run_id)
+        """Poll until cancelled; a failed poll (e.g. the database busy) is logged and retried,
+        since viewers would otherwise wait forever on a dead tail."""
+        initialized = False
+        while True:
+            try:
+                if not initialized:
+                    await to_thread.run_sync(self._init_tail, tail)
+                    initialized = True
+                slow = await self._poll_once(tail)
+            except Exception:
+                log.exception("stream tail of run %s: poll failed, retrying", tail.run_id)
+                slow = True
+            await asyncio.sleep(self.poll * (10 if slow else 1))
 
     def _init_tail(self, tail: _Tail) -> None:
         with self.db.read() as s:
