@@ -1,0 +1,84 @@
+"""crud rules the worker relies on: which runs are claimable, in what order, and checkpoints
+that fail their hash check are skipped."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import update
+
+from app import crud
+from app.db import Database
+from app.models import Checkpoint
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def _claim(db: Database, worker: str, lease: float = 60.0) -> int | None:
+    with db.write() as s:
+        run = crud.claim_run(s, worker, lease)
+        return run.id if run is not None else None
+
+
+def test_claim_order_and_leases(db: Database) -> None:
+    with db.write() as s:
+        queued = crud.create_run(s, config={}).id
+        crashed = crud.create_run(
+            s, config={}, status="running", worker_id="dead", lease_until=1.0
+        ).id
+        held = crud.create_run(
+            s, config={}, status="running", worker_id="alive", lease_until=crud.now() + 60
+        ).id
+    assert _claim(db, "a") == crashed, "a run whose worker died comes back first"
+    assert _claim(db, "b") == queued
+    assert _claim(db, "c") is None, "a run with a live lease is not taken"
+    with db.read() as s:
+        assert crud.get_run(s, held).worker_id == "alive"
+        assert crud.get_run(s, crashed).worker_id == "a"
+
+
+def test_released_paused_run_needs_a_command(db: Database) -> None:
+    with db.write() as s:
+        rid = crud.create_run(s, config={}, status="paused").id
+        assert not crud.has_queued_runs(s)
+    assert _claim(db, "w") is None
+    with db.write() as s:
+        crud.record_command(s, rid, "resume")
+    assert _claim(db, "w") == rid
+
+
+def test_renew_and_release_only_by_the_holder(db: Database) -> None:
+    with db.write() as s:
+        rid = crud.create_run(s, config={}).id
+        assert crud.has_queued_runs(s)
+    assert _claim(db, "owner") == rid
+    with db.write() as s:
+        assert not crud.renew_lease(s, rid, "other", 10)
+        assert not crud.release_run(s, rid, "other")
+        assert crud.renew_lease(s, rid, "owner", 10, lr=0.5)
+        assert crud.release_run(s, rid, "owner")
+        assert crud.get_run(s, rid).worker_id is None
+
+
+def test_corrupt_checkpoint_is_skipped(db: Database) -> None:
+    with db.write() as s:
+        rid = crud.create_run(s, config={}).id
+        crud.save_checkpoint(s, rid, 10, b"good state")
+        bad = crud.save_checkpoint(s, rid, 20, b"other state").id
+        s.execute(update(Checkpoint).where(Checkpoint.id == bad).values(state=b"flipped bits"))
+    with db.read() as s:
+        assert crud.latest_checkpoint(s, rid).step == 10
+        assert crud.latest_checkpoint(s, rid, at_or_before=9) is None
+        assert [c["step"] for c in crud.list_checkpoints(s, rid)] == [10, 20]
+
+
+def test_commands_pending_until_applied_once(db: Database) -> None:
+    with db.write() as s:
+        rid = crud.create_run(s, config={}).id
+        first = crud.record_command(s, rid, "set_lr", {"lr": 0.1}).id
+        crud.record_command(s, rid, "pause")
+        assert [e.type for e in crud.pending_commands(s, rid)] == ["set_lr", "pause"]
+        assert crud.mark_applied(s, first, 5)
+        assert not crud.mark_applied(s, first, 6), "applied once"
+        assert [e.type for e in crud.pending_commands(s, rid)] == ["pause"]
+        assert [e.step for e in crud.applied_set_lr_since(s, rid, 5)] == [5]
+        assert crud.applied_set_lr_since(s, rid, 6) == []
