@@ -58,9 +58,10 @@ def renew_lease(
 ) -> bool:
     """Extend the lease (and set other columns); False if this worker no longer holds the run."""
     ts = now()
+    runs = Run.__table__  # Core UPDATE: this runs every flush, skip the ORM's session sync
     result = session.execute(
-        update(Run)
-        .where(Run.id == run_id, Run.worker_id == worker_id)
+        update(runs)
+        .where(runs.c.id == run_id, runs.c.worker_id == worker_id)
         .values(lease_until=ts + lease_seconds, updated_at=ts, **values)
     )
     return result.rowcount == 1
@@ -68,9 +69,10 @@ def renew_lease(
 
 def release_run(session: Session, run_id: int, worker_id: str, **values: Any) -> bool:
     """Hand a run back (status unchanged unless given) so any worker may claim it."""
+    runs = Run.__table__
     result = session.execute(
-        update(Run)
-        .where(Run.id == run_id, Run.worker_id == worker_id)
+        update(runs)
+        .where(runs.c.id == run_id, runs.c.worker_id == worker_id)
         .values(worker_id=None, lease_until=None, updated_at=now(), **values)
     )
     return result.rowcount == 1

@@ -27,10 +27,11 @@ _ROW_COLUMNS = (
 def _insert_ignoring_duplicates(session: Session) -> Insert:
     """INSERT ... ON CONFLICT DO NOTHING in the dialect of the session's database."""
     dialect = session.get_bind().dialect.name
+    table = Metric.__table__  # Core table: a plain executemany, not the ORM's bulk-insert path
     if dialect == "sqlite":
-        return sqlite.insert(Metric).on_conflict_do_nothing(index_elements=["run_id", "step"])
+        return sqlite.insert(table).on_conflict_do_nothing(index_elements=["run_id", "step"])
     if dialect == "postgresql":
-        return postgresql.insert(Metric).on_conflict_do_nothing(index_elements=["run_id", "step"])
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=["run_id", "step"])
     raise RuntimeError(f"unsupported database dialect: {dialect}")
 
 

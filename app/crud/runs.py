@@ -76,7 +76,8 @@ def run_config(run: Run) -> dict[str, Any]:
 def update_run(session: Session, run_id: int, **values: Any) -> None:
     """Set columns of one run and bump updated_at."""
     values["updated_at"] = now()
-    session.execute(update(Run).where(Run.id == run_id).values(**values))
+    runs = Run.__table__
+    session.execute(update(runs).where(runs.c.id == run_id).values(**values))
 
 
 def serialize_run(run: Run) -> dict[str, Any]:

@@ -101,20 +101,16 @@ class RunSession:
                 return "shutdown"
             if trainer.finished:
                 return self._finish()
-            now = time.monotonic()
-            if now - self._last_poll >= self.settings.command_poll:
-                self._last_poll = now
-                self._poll_commands()
-                if self.control.stop:
-                    return "stopped"
+            if self.writer.flush_due() or self._poll_due():
+                self._sync_or_poll()
+            if self.control.stop:
+                return "stopped"
             if not self.control.should_step:
                 if self._idle_paused():
                     return "released"
                 continue
             if self._train_one():
                 return "diverged"
-            if self.writer.flush_due():
-                self._flush()
 
     def _train_one(self) -> bool:
         """One step (plus evaluation when due); True if the loss was not finite."""
@@ -134,28 +130,42 @@ class RunSession:
             self._settle_after_budget()
         every = self.settings.checkpoint_every_steps
         if every and rec.step % every == 0:
-            self._flush(checkpoint=True)
+            self._sync(checkpoint=True)
         return False
 
-    def _poll_commands(self) -> None:
-        with self.db.read() as s:
-            commands = [
-                (e.id, e.type, crud.event_payload(e)) for e in crud.pending_commands(s, self.run_id)
-            ]
-        if not commands:
+    def _poll_due(self) -> bool:
+        return time.monotonic() - self._last_poll >= self.settings.command_poll
+
+    def _sync_or_poll(self) -> None:
+        """With rows to write, one transaction flushes them and applies pending commands;
+        without (paused), a read finds out first whether there is anything to write at all."""
+        if self.writer.buffer:
+            self._sync()
             return
+        self._last_poll = time.monotonic()
+        with self.db.read() as s:
+            if not crud.pending_commands(s, self.run_id):
+                return
+        self._sync()
+
+    def _sync(self, *, checkpoint: bool = False) -> None:
+        """Flush rows and apply pending commands in id order, at the current step, atomically."""
+        self._last_poll = time.monotonic()
         trainer = self._trainer
-        with self._transaction() as s:
-            for event_id, type_, payload in commands:
+        with self._transaction(checkpoint=checkpoint or self.writer.checkpoint_due()) as s:
+            commands = crud.pending_commands(s, self.run_id)
+            for ev in commands:
                 if self.control.stop:
-                    crud.mark_applied(s, event_id, trainer.step_count, "run already stopped")
+                    crud.mark_applied(s, ev.id, trainer.step_count, "run already stopped")
                     continue
-                error = apply_command(self.control, trainer, type_, payload)
-                crud.mark_applied(s, event_id, trainer.step_count, error)
+                payload = crud.event_payload(ev)
+                error = apply_command(self.control, trainer, ev.type, payload)
+                crud.mark_applied(s, ev.id, trainer.step_count, error)
                 log.info(
-                    "run %s: %s %s at step %s", self.run_id, type_, payload, trainer.step_count
+                    "run %s: %s %s at step %s", self.run_id, ev.type, payload, trainer.step_count
                 )
-            self._settle_status(s)
+            if commands:
+                self._settle_status(s)
 
     def _settle_status(self, s: Session) -> None:
         """Bring the stored status in line with the control state after commands."""
@@ -168,7 +178,7 @@ class RunSession:
             self.status = new
             crud.update_run(s, self.run_id, status=new)
             if new == "stopped":
-                crud.release_run(s, self.run_id, self.worker_id)
+                self.writer.release_requested = True
         if control.paused and control.budget is None:
             self._paused_since = self._paused_since or time.monotonic()
         else:
@@ -189,7 +199,7 @@ class RunSession:
         """Paused: keep the lease, poll, and maybe hand the run back; True once released."""
         now = time.monotonic()
         if self.writer.buffer or self.writer.heartbeat_due():
-            self._flush()
+            self._sync()
         since = self._paused_since
         if (
             self.allow_release
@@ -229,7 +239,7 @@ class RunSession:
         event: tuple[str, dict[str, Any]] | None = None,
     ) -> None:
         """Commit the last rows, optionally a checkpoint and a final status, and release."""
-        with self._transaction(checkpoint=checkpoint) as s:
+        with self._transaction(checkpoint=checkpoint, release=True) as s:
             if status is not None:
                 self.status = status
                 crud.update_run(s, self.run_id, status=status, error=error)
@@ -237,7 +247,6 @@ class RunSession:
                 crud.record_worker_event(
                     s, self.run_id, event[0], self._trainer.step_count, event[1], error=error
                 )
-            crud.release_run(s, self.run_id, self.worker_id)
 
     def _fail(self, exc: BaseException) -> None:
         error = f"{type(exc).__name__}: {exc}"
@@ -254,9 +263,7 @@ class RunSession:
         assert self.trainer is not None, "trainer used before load"
         return self.trainer
 
-    def _flush(self, *, checkpoint: bool = False) -> None:
-        with self._transaction(checkpoint=checkpoint or self.writer.checkpoint_due()):
-            pass
-
-    def _transaction(self, *, checkpoint: bool = False) -> AbstractContextManager[Session]:
-        return self.writer.transaction(self._trainer, checkpoint=checkpoint)
+    def _transaction(
+        self, *, checkpoint: bool = False, release: bool = False
+    ) -> AbstractContextManager[Session]:
+        return self.writer.transaction(self._trainer, checkpoint=checkpoint, release=release)

@@ -1,10 +1,10 @@
 """The write side of a run session: buffered rows, best metrics, the lease guard, checkpoints.
 
-Every database write of a session goes through ``RunWriter.transaction``, which first renews the
-lease (raising ``LeaseLost`` if another worker has taken the run) and writes the buffered metric
-rows, so a status change, an applied command or a checkpoint is always committed together with the
-steps it follows. That is what makes a crash lose nothing: the run's committed step, its rows,
-its checkpoints and its applied commands never disagree.
+Every database write of a session goes through ``RunWriter.transaction``, which writes the
+buffered metric rows and ends with the lease check (rolling everything back with ``LeaseLost`` if
+another worker has taken the run), so a status change, an applied command or a checkpoint is
+always committed together with the steps it follows. That is what makes a crash lose nothing: the
+run's committed step, its rows, its checkpoints and its applied commands never disagree.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ class RunWriter:
         self.best_acc: float | None = None
         self.checkpoint_step = -1
         self.checkpoint_requested = False
+        self.release_requested = False
         now = time.monotonic()
         self.checkpoint_time = self.last_flush = self.last_heartbeat = now
 
@@ -65,7 +66,9 @@ class RunWriter:
             self.best_acc = acc
 
     def flush_due(self) -> bool:
-        """Enough rows buffered, or the flush interval has passed."""
+        """Rows are buffered, and there are enough of them or the flush interval has passed."""
+        if not self.buffer:
+            return False
         elapsed = time.monotonic() - self.last_flush
         return (
             len(self.buffer) >= self.settings.flush_rows or elapsed >= self.settings.flush_interval
@@ -88,32 +91,40 @@ class RunWriter:
         self.last_heartbeat = time.monotonic()
 
     @contextmanager
-    def transaction(self, trainer: Trainer, *, checkpoint: bool = False) -> Iterator[Session]:
-        """Lease guard, buffered rows, the caller's writes, run columns, optional checkpoint.
+    def transaction(
+        self, trainer: Trainer, *, checkpoint: bool = False, release: bool = False
+    ) -> Iterator[Session]:
+        """Buffered rows, the caller's writes, then one guarded UPDATE of the run, a checkpoint.
 
-        A checkpoint is written when asked for here or when ``checkpoint_requested`` was set,
-        also from inside the ``with`` body (a ``pause`` or ``checkpoint`` command being applied).
+        The closing UPDATE renews the lease (or, with ``release`` or ``release_requested``, hands
+        the run back) only ``WHERE worker_id`` is still ours; if another worker took the run it
+        matches nothing, ``LeaseLost`` is raised and the whole transaction rolls back. A
+        checkpoint is written when asked for here or when ``checkpoint_requested`` was set, also
+        from inside the ``with`` body (a ``pause`` or ``checkpoint`` command being applied).
         """
         rows = list(self.buffer)
         with self.db.write() as s:
-            if not crud.renew_lease(s, self.run_id, self.worker_id, self.settings.lease_seconds):
-                raise LeaseLost
             crud.append_metrics(s, self.run_id, rows)
             yield s
-            crud.update_run(
-                s,
-                self.run_id,
-                lr=trainer.current_lr(),
-                total_steps=trainer.total_steps,
-                best_val_loss=self.best_loss,
-                best_val_acc=self.best_acc,
-            )
+            values = {
+                "lr": trainer.current_lr(),
+                "total_steps": trainer.total_steps,
+                "best_val_loss": self.best_loss,
+                "best_val_acc": self.best_acc,
+            }
+            if release or self.release_requested:
+                ours = crud.release_run(s, self.run_id, self.worker_id, **values)
+            else:
+                lease = self.settings.lease_seconds
+                ours = crud.renew_lease(s, self.run_id, self.worker_id, lease, **values)
+            if not ours:
+                raise LeaseLost
             wanted = checkpoint or self.checkpoint_requested
             if wanted and trainer.step_count != self.checkpoint_step:
                 state = state_to_bytes(trainer.state_dict())
                 crud.save_checkpoint(s, self.run_id, trainer.step_count, state)
                 self.checkpoint_step, self.checkpoint_time = trainer.step_count, time.monotonic()
-        self.checkpoint_requested = False
+        self.checkpoint_requested = self.release_requested = False
         del self.buffer[: len(rows)]
         self.last_flush = self.last_heartbeat = time.monotonic()
 
