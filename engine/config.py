@@ -46,7 +46,10 @@ class RunConfig(BaseModel):
     bn_eps: float = Field(1e-5, gt=0.0, le=1.0)
     bn_position: Literal["before", "after"] = "before"
     init: Literal["he", "xavier"] = "he"
-    dropout: float = Field(0.4, ge=0.0, lt=1.0)
+    dropout: float = Field(0.5, ge=0.0, lt=1.0)
+
+    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
+    """Training targets (1 - s) * one_hot + s / C; reported losses stay plain cross-entropy."""
 
     # Optimization
     optimizer: Literal["sgd", "momentum", "rmsprop", "adam"] = "adam"
@@ -71,7 +74,7 @@ class RunConfig(BaseModel):
 
     # Loop
     batch_size: int = Field(64, ge=1, le=1_000_000)
-    epochs: int = Field(40, ge=1, le=1_000_000)
+    epochs: int = Field(100, ge=1, le=1_000_000)
     max_steps: int | None = Field(None, ge=1)
     """When set, the run ends after this many steps, whatever `epochs` says."""
     eval_every: int = Field(50, ge=1)

@@ -192,6 +192,18 @@ def _check(x: Array, y: Array) -> None:
         )
 
 
+def _split(x: Array, y: Array, cfg: RunConfig) -> tuple[Array, Array, Array, Array]:
+    """Stratified train/validation split with the fixed data_seed."""
+    try:
+        return train_test_split(
+            x, y, test_size=cfg.val_fraction, stratify=y, random_state=cfg.data_seed
+        )
+    except ValueError as exc:
+        raise ValueError(
+            f"cannot split {len(y)} samples with val_fraction={cfg.val_fraction}: {exc}"
+        ) from None
+
+
 def prepare(x: Array, y: Array, cfg: RunConfig, *, name: str = "arrays") -> Dataset:
     """Map labels to 0..C-1, split stratified with cfg.data_seed, standardize with train stats.
 
@@ -210,14 +222,7 @@ def prepare(x: Array, y: Array, cfg: RunConfig, *, name: str = "arrays") -> Data
         raise ValueError(
             f"class {rare!r} has 1 sample; each class needs >= 2 for a stratified split"
         )
-    try:
-        x_tr, x_va, y_tr, y_va = train_test_split(
-            x, y_idx, test_size=cfg.val_fraction, stratify=y_idx, random_state=cfg.data_seed
-        )
-    except ValueError as exc:
-        raise ValueError(
-            f"cannot split {len(y)} samples with val_fraction={cfg.val_fraction}: {exc}"
-        ) from None
+    x_tr, x_va, y_tr, y_va = _split(x, y_idx, cfg)
     if x_tr.shape[0] < cfg.batch_size:
         raise ValueError(f"{x_tr.shape[0]} training rows is fewer than batch_size={cfg.batch_size}")
     mean = x_tr.mean(axis=0)

@@ -26,6 +26,7 @@ __all__ = [
     "dropout_forward",
     "relu_backward",
     "relu_forward",
+    "softmax_ce_terms",
     "softmax_cross_entropy",
     "tanh_backward",
     "tanh_forward",
@@ -56,7 +57,7 @@ def affine_backward(
     """
     x, w = cache
     dw = np.matmul(x.T, dout, out=dw)
-    db = np.sum(dout, axis=0, out=db)
+    db = np.add.reduce(dout, axis=0, out=db)
     dx = np.matmul(dout, w.T, out=dx) if need_dx else None
     return dx, dw, db
 
@@ -101,7 +102,7 @@ def batchnorm_forward(
     momentum: float,
     eps: float,
     out: Array | None = None,
-    x_hat: Array | None = None,
+    centered: Array | None = None,
 ) -> tuple[Array, Cache | None]:
     """Batch norm over the batch axis: x (N, H) -> gamma * x_hat + beta.
 
@@ -110,27 +111,45 @@ def batchnorm_forward(
     running = momentum * running + (1 - momentum) * batch. Like PyTorch, the running variance takes
     the unbiased batch variance (times N / (N - 1)), so evaluation matches torch.nn.BatchNorm1d.
     Evaluation normalizes with the running statistics, leaves them alone and returns no cache.
+
+    The cache holds x - mean and 1 / std rather than x_hat: out = (x - mean) * (gamma / std) + beta
+    is then one pass fewer, and backward still recomputes no statistic.
     """
     if not train:
-        inv_std = 1.0 / np.sqrt(running_var + eps)
-        out = np.subtract(x, running_mean, out=out)
-        out *= inv_std * gamma
-        out += beta
-        return out, None
+        return _batchnorm_eval(x, gamma, beta, running_mean, running_var, eps=eps, out=out), None
     n = x.shape[0]
-    mean = x.mean(axis=0)
-    x_hat = np.subtract(x, mean, out=x_hat)
-    out = np.multiply(x_hat, x_hat, out=out)  # out doubles as scratch for the squares
-    var = out.mean(axis=0)
+    mean = np.add.reduce(x, axis=0)  # ufunc reductions: np.mean's Python wrapper costs more here
+    mean *= 1.0 / n
+    centered = np.subtract(x, mean, out=centered)
+    out = np.multiply(centered, centered, out=out)  # out doubles as scratch for the squares
+    var = np.add.reduce(out, axis=0)
+    var *= 1.0 / n
     inv_std = 1.0 / np.sqrt(var + eps)
-    x_hat *= inv_std
-    np.multiply(x_hat, gamma, out=out)
+    np.multiply(centered, gamma * inv_std, out=out)
     out += beta
     running_mean *= momentum
     running_mean += (1.0 - momentum) * mean
     running_var *= momentum
     running_var += (1.0 - momentum) * (n / (n - 1)) * var
-    return out, (x_hat, gamma, inv_std)
+    return out, (centered, gamma, inv_std)
+
+
+def _batchnorm_eval(
+    x: Array,
+    gamma: Array,
+    beta: Array,
+    running_mean: Array,
+    running_var: Array,
+    *,
+    eps: float,
+    out: Array | None,
+) -> Array:
+    """Evaluation mode: normalize with the running statistics, which stay as they are."""
+    inv_std = 1.0 / np.sqrt(running_var + eps)
+    out = np.subtract(x, running_mean, out=out)
+    out *= inv_std * gamma
+    out += beta
+    return out
 
 
 def batchnorm_backward(
@@ -141,17 +160,19 @@ def batchnorm_backward(
     dgamma: Array | None = None,
     dbeta: Array | None = None,
 ) -> tuple[Array, Array, Array]:
-    """dout (N, H) -> (dx, dgamma (H,), dbeta (H,)) from the cached x_hat and inv_std.
+    """dout (N, H) -> (dx, dgamma (H,), dbeta (H,)) from the cached x - mean and inv_std.
 
-    The closed form dx = gamma * inv_std * (dout - mean(dout) - x_hat * mean(dout * x_hat))
-    reuses dbeta = sum(dout) and dgamma = sum(dout * x_hat), so no batch statistic is recomputed.
+    The closed form dx = gamma * inv_std * (dout - mean(dout) - x_hat * mean(dout * x_hat)),
+    x_hat = (x - mean) * inv_std, reuses dbeta = sum(dout) and dgamma = sum(dout * x_hat), so no
+    batch statistic is recomputed.
     """
-    x_hat, gamma, inv_std = cache
+    centered, gamma, inv_std = cache
     n = dout.shape[0]
-    dbeta = np.sum(dout, axis=0, out=dbeta)
-    dx = np.multiply(dout, x_hat, out=dx)  # dx doubles as scratch for dout * x_hat
-    dgamma = np.sum(dx, axis=0, out=dgamma)
-    np.multiply(x_hat, dgamma / n, out=dx)
+    dbeta = np.add.reduce(dout, axis=0, out=dbeta)
+    dx = np.multiply(dout, centered, out=dx)  # dx doubles as scratch for dout * (x - mean)
+    dgamma = np.add.reduce(dx, axis=0, out=dgamma)
+    dgamma *= inv_std
+    np.multiply(centered, dgamma * inv_std / n, out=dx)
     dx += dbeta / n
     np.subtract(dout, dx, out=dx)
     dx *= gamma * inv_std
@@ -196,21 +217,39 @@ def dropout_backward(dout: Array, cache: Cache, *, dx: Array | None = None) -> A
 
 
 def softmax_cross_entropy(
-    logits: Array, y: Array, *, dlogits: Array | None = None
+    logits: Array, y: Array, *, smoothing: float = 0.0, dlogits: Array | None = None
 ) -> tuple[float, Array]:
-    """Mean cross-entropy of logits (N, C) against integer labels y (N,), and its gradient.
+    """Mean cross-entropy of logits (N, C) against labels y (N,), and its gradient.
 
+    With label smoothing s the target is (1 - s) * one_hot(y) + s / C (torch's
+    CrossEntropyLoss(label_smoothing=s)); the loss returned is that smoothed objective.
     Stable: subtract the row max, take log-probabilities first, probabilities from them.
     Non-finite logits give a nan/inf loss rather than an exception (the caller reports divergence).
     """
-    n = logits.shape[0]
+    objective, _, dlogits = softmax_ce_terms(logits, y, smoothing=smoothing, dlogits=dlogits)
+    return objective, dlogits
+
+
+def softmax_ce_terms(
+    logits: Array, y: Array, *, smoothing: float = 0.0, dlogits: Array | None = None
+) -> tuple[float, float, Array]:
+    """(smoothed objective, plain cross-entropy, gradient of the objective) in one pass.
+
+    The trainer reports the plain cross-entropy, so a training curve stays comparable with the
+    validation curve whatever the smoothing; it descends the smoothed objective.
+    """
+    n, c = logits.shape
     with np.errstate(all="ignore"):
         shifted = logits - logits.max(axis=1, keepdims=True)
         log_z = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         log_p = np.subtract(shifted, log_z, out=shifted)
         rows = np.arange(n)
-        loss = -float(log_p[rows, y].mean())
+        nll = -float(log_p[rows, y].mean())
+        objective = nll
         dlogits = np.exp(log_p, out=dlogits)
-        dlogits[rows, y] -= 1.0
+        dlogits[rows, y] -= 1.0 - smoothing
+        if smoothing:
+            objective = (1.0 - smoothing) * nll - smoothing * float(log_p.mean())
+            dlogits -= smoothing / c
         dlogits /= n
-    return loss, dlogits
+    return objective, nll, dlogits

@@ -11,6 +11,7 @@ Shapes: N batch, D input features, H hidden units, C classes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,7 @@ class ModelSpec:
     bn_momentum: float = 0.9
     bn_eps: float = 1e-5
     dropout: float = 0.0
+    label_smoothing: float = 0.0
     init: str = "he"
     dtype: str = "float32"
     sizes: tuple[int, ...] = field(init=False)
@@ -156,18 +158,7 @@ class MLP:
         order = ("bn", "act") if spec.bn_position == "before" else ("act", "bn")
         for part in order:
             if part == "bn" and spec.batchnorm:
-                h, cache["bn"] = L.batchnorm_forward(
-                    h,
-                    p[f"gamma{i}"],
-                    p[f"beta{i}"],
-                    self.running[f"running_mean{i}"],
-                    self.running[f"running_var{i}"],
-                    train=train,
-                    momentum=spec.bn_momentum,
-                    eps=spec.bn_eps,
-                    out=buf("bn"),
-                    x_hat=buf("xhat"),
-                )
+                h, cache["bn"] = self._bn_forward(i, h, train=train, buf=buf)
             elif part == "act":
                 act = L.relu_forward if spec.activation == "relu" else L.tanh_forward
                 h, cache["act"] = act(h, out=buf("act"))
@@ -182,6 +173,22 @@ class MLP:
                 out=buf("drop"),
             )
         return h, cache
+
+    def _bn_forward(
+        self, i: int, h: Array, *, train: bool, buf: Callable[[str], Array | None]
+    ) -> tuple[Array, Any]:
+        return L.batchnorm_forward(
+            h,
+            self.params[f"gamma{i}"],
+            self.params[f"beta{i}"],
+            self.running[f"running_mean{i}"],
+            self.running[f"running_var{i}"],
+            train=train,
+            momentum=self.spec.bn_momentum,
+            eps=self.spec.bn_eps,
+            out=buf("bn"),
+            centered=buf("centered"),
+        )
 
     def backward(self, dlogits: Array, caches: list[dict[str, Any]]) -> None:
         """Fill `grad` (and so `grads`) from dlogits (N, C), undoing the layers in reverse."""
@@ -231,13 +238,16 @@ class MLP:
     ) -> tuple[float, float]:
         """One training forward + backward on (x, y): fills `grad`, returns (loss, accuracy).
 
-        The loss is the data loss only (mean cross-entropy); weight decay is the optimizer's.
+        The loss is the data loss: plain mean cross-entropy, without the L2 term (the optimizer's)
+        and without label smoothing (the gradient is that of the smoothed objective).
         """
         with np.errstate(all="ignore"):
             logits, caches = self.forward(x, train=True, rng=rng, masks=masks)
             acc = float(np.mean(logits.argmax(axis=1) == y))
             dlogits = self._buf("dlogits", logits.shape)
-            loss, dlogits = L.softmax_cross_entropy(logits, y, dlogits=dlogits)
+            _, loss, dlogits = L.softmax_ce_terms(
+                logits, y, smoothing=self.spec.label_smoothing, dlogits=dlogits
+            )
             self.backward(dlogits, caches)
         return loss, acc
 

@@ -95,6 +95,7 @@ def model_spec(cfg: RunConfig, n_in: int, n_out: int) -> ModelSpec:
         bn_momentum=cfg.bn_momentum,
         bn_eps=cfg.bn_eps,
         dropout=cfg.dropout,
+        label_smoothing=cfg.label_smoothing,
         init=cfg.init,
         dtype=cfg.dtype,
     )

@@ -149,6 +149,22 @@ def test_softmax_cross_entropy_value_and_gradient(rng: np.random.Generator) -> N
     assert rel_error(dlogits, numerical_gradient(f, logits)) < TOL
 
 
+def test_label_smoothing_value_and_gradient(rng: np.random.Generator) -> None:
+    logits = rng.standard_normal((6, 5))
+    y = rng.integers(0, 5, size=6)
+    loss, dlogits = L.softmax_cross_entropy(logits, y, smoothing=0.2)
+    log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    target = 0.8 * np.eye(5)[y] + 0.2 / 5
+    assert loss == pytest.approx(-np.mean(np.sum(target * log_p, axis=1)), rel=1e-12)
+    _, nll, _ = L.softmax_ce_terms(logits, y, smoothing=0.2)
+    assert nll == pytest.approx(L.softmax_cross_entropy(logits, y)[0], rel=1e-12)
+
+    def f() -> float:
+        return L.softmax_cross_entropy(logits, y, smoothing=0.2)[0]
+
+    assert rel_error(dlogits, numerical_gradient(f, logits)) < TOL
+
+
 def test_softmax_is_stable_and_nonfinite_does_not_raise() -> None:
     loss, _ = L.softmax_cross_entropy(np.array([[1000.0, 0.0], [0.0, -1000.0]]), np.array([0, 0]))
     assert np.isfinite(loss) and loss == pytest.approx(0.0, abs=1e-12)
@@ -165,7 +181,7 @@ def test_buffers_give_same_numbers_and_inputs_are_not_mutated(rng: np.random.Gen
     ref_out, ref_cache = _bn(x, gamma, beta)
     ref_grads = L.batchnorm_backward(dout, ref_cache)
     bufs = [np.full((8, 4), np.nan) for _ in range(3)] + [np.full(4, np.nan) for _ in range(2)]
-    out, cache = _bn(x, gamma, beta, out=bufs[0], x_hat=bufs[1])
+    out, cache = _bn(x, gamma, beta, out=bufs[0], centered=bufs[1])
     grads = L.batchnorm_backward(dout, cache, dx=bufs[2], dgamma=bufs[3], dbeta=bufs[4])
     assert out is bufs[0] and grads[0] is bufs[2]
     np.testing.assert_array_equal(out, ref_out)

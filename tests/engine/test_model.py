@@ -25,7 +25,7 @@ def _check_whole_network(
 
     def f() -> float:
         logits, _ = model.forward(x, train=True, masks=masks)
-        return softmax_cross_entropy(logits, y)[0]
+        return softmax_cross_entropy(logits, y, smoothing=model.spec.label_smoothing)[0]
 
     return rel_error(analytic, numerical_gradient(f, model.theta))
 
@@ -49,7 +49,8 @@ def test_whole_network_gradient_no_bn_no_dropout(activation: str, hidden: tuple[
 def test_whole_network_gradient_with_bn_and_fixed_dropout(
     bn_position: str, activation: str
 ) -> None:
-    """The fast path with every layer on: BN either side of the activation, dropout masks fixed."""
+    """The fast path with everything on: BN either side of the activation, fixed dropout masks,
+    label smoothing."""
     spec = ModelSpec(
         n_in=5,
         n_out=3,
@@ -58,6 +59,7 @@ def test_whole_network_gradient_with_bn_and_fixed_dropout(
         batchnorm=True,
         bn_position=bn_position,
         dropout=0.3,
+        label_smoothing=0.1,
         dtype="float64",
     )
     model = MLP(spec, np.random.default_rng(3))

@@ -60,10 +60,7 @@ def _torch_model(model: MLP) -> tuple[torch.nn.Sequential, list, list]:
     return torch.nn.Sequential(*mods), linears, bns
 
 
-def _run_both(name: str, activation: str, bn_position: str, weight_decay: float) -> None:
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((N, D)) * 2.0
-    y = rng.integers(0, C, size=N)
+def _engine_model(activation: str, bn_position: str, smoothing: float) -> MLP:
     spec = ModelSpec(
         n_in=D,
         n_out=C,
@@ -72,18 +69,29 @@ def _run_both(name: str, activation: str, bn_position: str, weight_decay: float)
         bn_position=bn_position,
         bn_momentum=0.8,
         bn_eps=1e-4,
+        label_smoothing=smoothing,
         dtype="float64",
     )
-    model = MLP(spec, np.random.default_rng(1))
+    return MLP(spec, np.random.default_rng(1))
+
+
+def _run_both(
+    name: str,
+    activation: str = "relu",
+    bn_position: str = "before",
+    weight_decay: float = 0.0,
+    smoothing: float = 0.0,
+) -> None:
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((N, D)) * 2.0, rng.integers(0, C, size=N)
+    model = _engine_model(activation, bn_position, smoothing)
     net, linears, bns = _torch_model(model)
-    decay = [lin.weight for lin in linears]
+    decay = [lin.weight for lin in linears]  # L2 on weight matrices only, as in the engine
     rest = [p for p in net.parameters() if all(p is not w for w in decay)]
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0}]
     lr0 = 0.05 if name in ("sgd", "momentum") else 0.003
     opt = _torch_optimizer(name, groups, lr0)
-    update = partial(OPTIMIZERS[name], **HYPER[name])
-    state = init_state(name, model.theta)
-    loss_fn = torch.nn.CrossEntropyLoss()
+    update, state = partial(OPTIMIZERS[name], **HYPER[name]), init_state(name, model.theta)
     order = np.random.default_rng(2)
     for step in range(STEPS):
         lr = lr0 if step < 10 else lr0 * 0.3  # a live lr change half-way
@@ -92,10 +100,11 @@ def _run_both(name: str, activation: str, bn_position: str, weight_decay: float)
         idx = order.choice(N, size=BATCH, replace=False)
         ours, _ = train_step(model, update, state, x[idx], y[idx], lr=lr, weight_decay=weight_decay)
         opt.zero_grad()
-        theirs = loss_fn(net(torch.from_numpy(x[idx])), torch.from_numpy(y[idx]))
-        theirs.backward()
+        logits, target = net(torch.from_numpy(x[idx])), torch.from_numpy(y[idx])
+        torch.nn.functional.cross_entropy(logits, target, label_smoothing=smoothing).backward()
         opt.step()
-        assert ours == pytest.approx(theirs.item(), rel=1e-8, abs=0), f"step {step + 1}"
+        theirs = torch.nn.functional.cross_entropy(logits.detach(), target).item()
+        assert ours == pytest.approx(theirs, rel=1e-8, abs=0), f"step {step + 1}"
     _compare_final(model, net, linears, bns, x)
 
 
@@ -119,14 +128,19 @@ def _compare_final(
 
 @pytest.mark.parametrize("name", ["sgd", "momentum", "rmsprop", "adam"])
 def test_optimizer_parity_relu_bn_before(name: str) -> None:
-    _run_both(name, "relu", "before", weight_decay=0.0)
+    _run_both(name)
 
 
 @pytest.mark.parametrize("name", ["sgd", "momentum", "rmsprop", "adam"])
 def test_optimizer_parity_with_weight_decay_on_weights_only(name: str) -> None:
-    _run_both(name, "relu", "before", weight_decay=0.01)
+    _run_both(name, weight_decay=0.01)
 
 
 @pytest.mark.parametrize("bn_position", ["before", "after"])
 def test_tanh_and_bn_position_parity(bn_position: str) -> None:
-    _run_both("adam", "tanh", bn_position, weight_decay=0.0)
+    _run_both("adam", "tanh", bn_position)
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_label_smoothing_parity(name: str) -> None:
+    _run_both(name, weight_decay=0.005, smoothing=0.1)
