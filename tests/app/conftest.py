@@ -51,6 +51,14 @@ def wait_for(
         time.sleep(interval)
 
 
+def holds_for(predicate: Callable[[], object], duration: float = 0.4, what: str = "") -> None:
+    """Check that ``predicate`` stays true for ``duration`` seconds (e.g. "no more steps")."""
+    deadline = time.monotonic() + duration
+    while time.monotonic() < deadline:
+        assert predicate(), f"stopped holding: {what or predicate}"
+        time.sleep(0.02)
+
+
 def fast_settings(data_dir: Path, **overrides: Any) -> Settings:
     """Settings with short intervals so state changes show up quickly in tests."""
     values: dict[str, Any] = {
@@ -73,6 +81,12 @@ def fast_settings(data_dir: Path, **overrides: Any) -> Settings:
 def wait() -> Callable[..., Any]:
     """The ``wait_for`` polling helper, as a fixture so test modules need no imports from here."""
     return wait_for
+
+
+@pytest.fixture
+def holds() -> Callable[..., None]:
+    """The ``holds_for`` helper: a condition that must stay true for a while."""
+    return holds_for
 
 
 @pytest.fixture

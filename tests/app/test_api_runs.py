@@ -69,19 +69,22 @@ def test_set_lr_takes_effect_at_recorded_step(
     assert run(client, rid)["lr"] == pytest.approx(0.003)
 
 
-def test_pause_step_resume_stop(client: TestClient, worker: object, wait: Wait, tiny: dict) -> None:
+def test_pause_step_resume_stop(
+    client: TestClient, worker: object, wait: Wait, holds: Wait, tiny: dict
+) -> None:
     rid = create(client, tiny)["id"]
     wait(lambda: run(client, rid)["step"] > 10)
     pause = command(client, rid, type="pause")
     k = wait(lambda: applied(client, rid, pause["id"]))["step"]
     wait(lambda: run(client, rid)["status"] == "paused")
-    assert run(client, rid)["step"] == k
+    holds(lambda: run(client, rid)["step"] == k, what="no steps while paused")
     assert client.get(f"/api/runs/{rid}/metrics").json()["step"] == list(range(1, k + 1))
     assert k in [c["step"] for c in client.get(f"/api/runs/{rid}/checkpoints").json()]
 
     single = command(client, rid, type="step", n=7)
     assert wait(lambda: applied(client, rid, single["id"]))["step"] == k
     wait(lambda: run(client, rid)["step"] == k + 7, what="exactly 7 steps")
+    holds(lambda: run(client, rid)["step"] == k + 7, what="then paused again")
     assert run(client, rid)["status"] == "paused"
     assert client.get(f"/api/runs/{rid}/metrics").json()["step"][-1] == k + 7
 
@@ -90,7 +93,7 @@ def test_pause_step_resume_stop(client: TestClient, worker: object, wait: Wait, 
     stop = command(client, rid, type="stop")
     s = wait(lambda: applied(client, rid, stop["id"]))["step"]
     wait(lambda: run(client, rid)["status"] == "stopped")
-    assert run(client, rid)["step"] == s
+    holds(lambda: run(client, rid)["step"] == s, what="no steps after stop")
     assert client.get(f"/api/runs/{rid}/metrics").json()["step"][-1] == s
     late = client.post(f"/api/runs/{rid}/commands", json={"type": "resume"})
     assert late.status_code == 409
