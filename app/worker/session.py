@@ -88,7 +88,11 @@ class RunSession:
                 self.run_id,
                 "started",
                 self.trainer.step_count,
-                {"checkpoint_step": loaded.checkpoint_step, "replayed": loaded.replayed},
+                {
+                    "checkpoint_step": loaded.checkpoint_step,
+                    "replayed": loaded.replayed,
+                    "worker": self.worker_id,
+                },
             )
 
     # -- the loop ----------------------------------------------------------------------------
