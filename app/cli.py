@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import secrets
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -73,8 +74,7 @@ def serve(settings: Settings) -> int:
 
     if settings.needs_token and not settings.token:
         settings = settings.model_copy(update={"token": secrets.token_urlsafe(24)})
-    shown = f"[{settings.host}]" if ":" in settings.host else settings.host
-    url = f"http://{shown}:{settings.port}/"
+    url = f"http://{_display_host(settings.host)}:{settings.port}/"
     if settings.needs_token:
         url += f"?token={settings.token}"
     print(f"pandamode: serving on {url}", flush=True)
@@ -87,6 +87,13 @@ def serve(settings: Settings) -> int:
         log_level="info",
     )
     return 0
+
+
+def _display_host(host: str) -> str:
+    """A host a browser can open: the machine's name for a wildcard bind, IPv6 in brackets."""
+    if host in ("0.0.0.0", "::", ""):
+        return socket.gethostname()
+    return f"[{host}]" if ":" in host else host
 
 
 def worker(settings: Settings) -> int:
