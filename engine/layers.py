@@ -112,8 +112,7 @@ def batchnorm_forward(
     the unbiased batch variance (times N / (N - 1)), so evaluation matches torch.nn.BatchNorm1d.
     Evaluation normalizes with the running statistics, leaves them alone and returns no cache.
 
-    The cache holds x - mean and 1 / std rather than x_hat: out = (x - mean) * (gamma / std) + beta
-    is then one pass fewer, and backward still recomputes no statistic.
+    The cache holds x - mean and 1 / std rather than x_hat (one pass fewer; nothing recomputed).
     """
     if not train:
         return _batchnorm_eval(x, gamma, beta, running_mean, running_var, eps=eps, out=out), None

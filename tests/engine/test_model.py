@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import tracemalloc
+from functools import partial
+
 import numpy as np
 import pytest
 
 from engine.gradcheck import numerical_gradient, rel_error
 from engine.layers import softmax_cross_entropy
 from engine.model import MLP, ModelSpec
+from engine.optim import adam, init_state
+from engine.trainer import train_step
 
 TOL = 1e-6
 
@@ -128,3 +133,23 @@ def test_eval_batches_agree_with_one_pass() -> None:
     whole = model.evaluate(x, y, batch=50)
     chunked = model.evaluate(x, y, batch=7)
     assert whole[0] == pytest.approx(chunked[0], rel=1e-12) and whole[1] == chunked[1]
+
+
+def test_warm_training_step_allocates_no_activation_sized_arrays() -> None:
+    """The hot path writes into buffers the model owns: once warm, a step's peak allocation
+    stays below the size of a single (N, H) activation."""
+    model = MLP(
+        ModelSpec(n_in=784, n_out=10, hidden=(256, 256), dropout=0.2), np.random.default_rng(0)
+    )
+    state = init_state("adam", model.theta)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((128, 784), dtype=np.float32)
+    y = rng.integers(0, 10, size=128)
+    step = partial(train_step, model, adam, state, x, y, lr=1e-3, weight_decay=1e-4, rng=rng)
+    step()
+    tracemalloc.start()
+    base, _ = tracemalloc.get_traced_memory()
+    step()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak - base < 128 * 256 * 4
