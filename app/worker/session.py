@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from app import crud
 from app.db import Database
+from app.series import json_float
 from app.settings import Settings
 from app.worker.control import Control, apply_command
 from app.worker.loading import load_trainer
@@ -224,7 +225,7 @@ class RunSession:
     # -- endings -----------------------------------------------------------------------------
 
     def _finish(self) -> str:
-        payload = {"val_loss": self.writer.best_loss, "val_acc": self.writer.best_acc}
+        payload = {"best_val_loss": self.writer.best_loss, "best_val_acc": self.writer.best_acc}
         self._end("finished", checkpoint=True, event=("finished", payload))
         return "finished"
 
@@ -232,7 +233,7 @@ class RunSession:
         """A non-finite loss: record the row and stop; the last good checkpoint stays the latest."""
         error = f"non-finite loss ({rec.loss}) at step {rec.step}"
         log.warning("run %s diverged: %s", self.run_id, error)
-        self._end("diverged", error=error, event=("diverged", {"loss": str(rec.loss)}))
+        self._end("diverged", error=error, event=("diverged", {"loss": json_float(rec.loss)}))
 
     def _end(
         self,
