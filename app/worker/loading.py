@@ -10,7 +10,9 @@ and none is counted twice.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from app import crud
@@ -35,15 +37,22 @@ class LoadedRun:
     lr_replay: dict[int, list[float]] = field(default_factory=dict)
 
 
-def load_trainer(db: Database, run_id: int, *, heartbeat: Callable[[], None]) -> LoadedRun:
-    """Build the run's Trainer and bring it to the committed step (see the module docstring)."""
+def load_trainer(
+    db: Database, run_id: int, *, heartbeat: Callable[[], None], heartbeat_every: float = 5.0
+) -> LoadedRun:
+    """Build the run's Trainer and bring it to the committed step (see the module docstring).
+
+    Building the Trainer reads the dataset, which for a large CSV can outlast the lease, so the
+    lease is renewed from a helper thread meanwhile (``heartbeat_every`` seconds).
+    """
     with db.read() as s:
         run = crud.get_run(s, run_id)
         if run is None:
             raise LookupError(f"run {run_id} does not exist")
         config, committed, status = crud.run_config(run), run.step, run.status
         best_loss, best_acc = run.best_val_loss, run.best_val_acc
-    trainer = Trainer(RunConfig(**config))
+    with _lease_kept(heartbeat, heartbeat_every):
+        trainer = Trainer(RunConfig(**config))
     heartbeat()
     with db.read() as s:
         ckpt = crud.latest_checkpoint(s, run_id, at_or_before=committed)
@@ -63,6 +72,32 @@ def load_trainer(db: Database, run_id: int, *, heartbeat: Callable[[], None]) ->
     if replayed:
         log.info("run %s: replayed %d steps after checkpoint %s", run_id, replayed, ckpt_step)
     return LoadedRun(trainer, status, ckpt_step, replayed, best_loss, best_acc, lr_replay)
+
+
+@contextmanager
+def _lease_kept(heartbeat: Callable[[], None], every: float) -> Iterator[None]:
+    """Call ``heartbeat`` every ``every`` seconds in a thread while the body runs.
+
+    A heartbeat that fails (e.g. the lease was lost) ends the thread; the caller's own heartbeat
+    right after the body then raises in the main thread.
+    """
+    done = threading.Event()
+
+    def beat() -> None:
+        while not done.wait(every):
+            try:
+                heartbeat()
+            except Exception:
+                log.warning("lease renewal during loading failed", exc_info=True)
+                return
+
+    thread = threading.Thread(target=beat, name="lease-keeper", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
 
 
 def _replay(

@@ -73,7 +73,12 @@ class RunSession:
 
     def _start(self) -> None:
         writer = self.writer
-        loaded = load_trainer(self.db, self.run_id, heartbeat=writer.heartbeat)
+        loaded = load_trainer(
+            self.db,
+            self.run_id,
+            heartbeat=writer.heartbeat,
+            heartbeat_every=self.settings.lease_seconds / 3,
+        )
         self.trainer = loaded.trainer
         writer.best_loss, writer.best_acc = loaded.best_val_loss, loaded.best_val_acc
         self._lr_replay = loaded.lr_replay
