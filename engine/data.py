@@ -25,7 +25,15 @@ log = logging.getLogger(__name__)
 
 Array = np.ndarray
 
-__all__ = ["Dataset", "load_dataset", "make_spirals", "prepare", "read_csv", "read_npz"]
+__all__ = [
+    "Dataset",
+    "encode_labels",
+    "load_dataset",
+    "make_spirals",
+    "prepare",
+    "read_csv",
+    "read_npz",
+]
 
 BUILTIN = ("digits", "spirals", "moons", "blobs")
 
@@ -179,6 +187,19 @@ def _py(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
+def encode_labels(y: Array) -> tuple[Array, Array]:
+    """(classes, indices) with classes[indices] == y: sorted when the labels sort, otherwise
+    (mixed kinds such as 'a' and 1) in order of first appearance."""
+    try:
+        classes, idx = np.unique(y, return_inverse=True)
+    except TypeError:
+        order: dict[Any, int] = {}
+        idx = np.array([order.setdefault(label, len(order)) for label in y.tolist()])
+        classes = np.empty(len(order), dtype=object)
+        classes[:] = list(order)
+    return classes, idx.reshape(-1)
+
+
 def _check(x: Array, y: Array) -> None:
     if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
         raise ValueError(f"features must be a non-empty (N, D) array, got shape {x.shape}")
@@ -213,7 +234,7 @@ def prepare(x: Array, y: Array, cfg: RunConfig, *, name: str = "arrays") -> Data
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y)
     _check(x, y)
-    classes, y_idx = np.unique(y, return_inverse=True)
+    classes, y_idx = encode_labels(y)
     if len(classes) < 2:
         raise ValueError(f"labels have a single class ({_py(classes[0])!r}); need at least 2")
     counts = np.bincount(y_idx)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from engine import RunConfig, Trainer
-from engine.data import load_dataset
+from engine.data import load_dataset, prepare
 
 
 def test_digits() -> None:
@@ -126,3 +126,16 @@ def test_nonfinite_npz_and_missing_arrays(tmp_path: Path) -> None:
 def test_unknown_dataset(dataset: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         load_dataset(RunConfig(dataset=dataset))
+
+
+def test_labels_of_any_hashable_kind() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 2))
+    y = np.empty(40, dtype=object)
+    y[:] = ["b", 3, ("t", 1), "b"] * 10  # mixed kinds do not sort: first-appearance order
+    d = prepare(x, y, RunConfig(batch_size=4))
+    assert d.classes == ("b", 3, ("t", 1))
+    assert np.bincount(np.concatenate([d.y_train, d.y_val])).tolist() == [20, 10, 10]
+    t = Trainer(RunConfig(batch_size=4, max_steps=2), data=d)
+    assert t.classes[t.data.y_train[0]] in ("b", 3, ("t", 1))
+    t.step()
