@@ -19,7 +19,8 @@ def post_command(run_id: int, command: Command, db: DbDep) -> dict[str, Any]:
     """Store the command; the worker applies it at the next step boundary and records the step.
 
     202: accepted, not yet applied. Follow it with ``GET /events`` or the stream. A run that has
-    ended takes no more commands (409).
+    ended takes no more commands (409). A ``stop`` for a run no worker holds (queued, or handed
+    back) needs no worker: it applies at once, at the run's committed step.
     """
     with db.write() as s:
         run = run_or_404(s, run_id)
@@ -27,4 +28,7 @@ def post_command(run_id: int, command: Command, db: DbDep) -> dict[str, Any]:
             raise HTTPException(status_code=409, detail=f"run {run_id} is {run.status}")
         payload = command.model_dump(exclude={"type"})
         event = crud.record_command(s, run_id, command.type, payload)
+        if command.type == "stop" and crud.stop_if_unclaimed(s, run_id):
+            crud.mark_applied(s, event.id, run.step)
+            s.refresh(event)
         return crud.serialize_event(event)

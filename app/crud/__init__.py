@@ -22,7 +22,13 @@ from app.crud.events import (
     serialize_event,
 )
 from app.crud.forks import fork_run
-from app.crud.leases import claim_run, has_queued_runs, release_run, renew_lease
+from app.crud.leases import (
+    claim_run,
+    has_queued_runs,
+    release_run,
+    renew_lease,
+    stop_if_unclaimed,
+)
 from app.crud.metrics import (
     append_metrics,
     copy_metrics,
@@ -76,5 +82,6 @@ __all__ = [
     "save_checkpoint",
     "serialize_event",
     "serialize_run",
+    "stop_if_unclaimed",
     "update_run",
 ]

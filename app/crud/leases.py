@@ -85,3 +85,22 @@ def has_queued_runs(session: Session) -> bool:
         Run.status == "queued", or_(Run.worker_id.is_(None), Run.lease_until < ts)
     )
     return session.execute(stmt.limit(1)).first() is not None
+
+
+def stop_if_unclaimed(session: Session, run_id: int) -> bool:
+    """Stop a run no worker holds (queued, or handed back) at once; False if a worker has it.
+
+    A held run is stopped by its worker at a step boundary instead. The conditional UPDATE makes
+    this safe against a worker claiming the run at the same moment.
+    """
+    runs = Run.__table__
+    result = session.execute(
+        update(runs)
+        .where(
+            runs.c.id == run_id,
+            runs.c.worker_id.is_(None),
+            runs.c.status.in_(("queued", "running", "paused")),
+        )
+        .values(status="stopped", updated_at=now())
+    )
+    return result.rowcount == 1

@@ -82,3 +82,13 @@ def test_name_defaults_and_unknown_body_fields(client: TestClient) -> None:
     created = client.post("/api/runs", json={"config": {"max_steps": 5}}).json()
     assert created["name"] == f"run-{created['id']}"
     assert client.post("/api/runs", json={"config": {}, "colour": "red"}).status_code == 422
+
+
+def test_stop_of_an_unclaimed_run_needs_no_worker(client: TestClient) -> None:
+    rid = client.post("/api/runs", json={"config": {"max_steps": 5}}).json()["id"]
+    response = client.post(f"/api/runs/{rid}/commands", json={"type": "stop"})
+    assert response.status_code == 202
+    assert response.json()["step"] == 0
+    assert client.get(f"/api/runs/{rid}").json()["status"] == "stopped"
+    pause = client.post(f"/api/runs/{rid}/commands", json={"type": "pause"})
+    assert pause.status_code == 409
