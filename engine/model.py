@@ -107,6 +107,7 @@ class MLP:
                 self.params[f"beta{i}"][...] = 0.0
 
     def _buf(self, name: str, shape: tuple[int, ...]) -> Array:
+        """The model-owned buffer for (name, shape), created on first use."""
         key = (name, shape)
         buf = self._buffers.get(key)
         if buf is None:
@@ -163,13 +164,15 @@ class MLP:
                 act = L.relu_forward if spec.activation == "relu" else L.tanh_forward
                 h, cache["act"] = act(h, out=buf("act"))
         if train and spec.dropout > 0.0:
-            mask = None if masks is None else masks[i]
+            if masks is None and rng is None:
+                raise ValueError("training with dropout needs an rng (or fixed masks)")
+            fixed = masks is not None
             h, cache["drop"] = L.dropout_forward(
                 h,
                 spec.dropout,
                 train=True,
-                rng=None if mask is not None else rng,
-                mask=mask if mask is not None else buf("mask"),
+                rng=None if fixed else rng,
+                mask=masks[i] if fixed else buf("mask"),
                 out=buf("drop"),
             )
         return h, cache

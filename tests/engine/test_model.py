@@ -153,3 +153,10 @@ def test_warm_training_step_allocates_no_activation_sized_arrays() -> None:
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak - base < 128 * 256 * 4
+
+
+def test_dropout_in_training_needs_an_rng() -> None:
+    model = MLP(ModelSpec(n_in=5, n_out=3, hidden=(8,), dropout=0.5), np.random.default_rng(0))
+    x, y = _data()
+    with pytest.raises(ValueError, match="needs an rng"):
+        model.loss_and_grad(x.astype(np.float32), y)
