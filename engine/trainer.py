@@ -125,6 +125,14 @@ class Trainer:
         self._epoch_index = 0
         self._cursor = 0
         self._perm = np.zeros(0, dtype=np.int64)
+        log.info(
+            "run: %s, sizes %s, %d steps (%d per epoch), %s",
+            self.data.name,
+            self.model.spec.sizes,
+            self.total_steps,
+            self.steps_per_epoch,
+            cfg.optimizer,
+        )
 
     @property
     def classes(self) -> tuple[Any, ...]:
