@@ -39,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--json", action="store_true", help="print final metrics as JSON")
     worker = sub.add_parser("worker", help="a worker alone, claiming queued runs")
     _add_db_flags(worker)
+    worker.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
     return parser
 
 
@@ -96,8 +97,8 @@ def _display_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def worker(settings: Settings) -> int:
-    """Run one worker process until SIGTERM/SIGINT."""
+def worker(settings: Settings, parent_pid: int | None = None) -> int:
+    """Run one worker process until SIGTERM/SIGINT (or, if given, until its parent is gone)."""
     from app.db import Database
     from app.worker.loop import Worker
 
@@ -105,6 +106,8 @@ def worker(settings: Settings) -> int:
     db.create_all()
     w = Worker(db, settings)
     w.install_signal_handlers()
+    if parent_pid is not None:
+        w.stop_when_orphaned(parent_pid)
     try:
         w.run_forever()
     finally:
@@ -124,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             return serve(settings)
         if args.command == "worker":
-            return worker(settings)
+            return worker(settings, args.parent_pid)
         from app.headless import train
 
         return train(settings, Path(args.config), as_json=args.json)

@@ -48,6 +48,17 @@ class Worker:
         signal.signal(signal.SIGTERM, _handler)
         signal.signal(signal.SIGINT, _handler)
 
+    def stop_when_orphaned(self, parent_pid: int, every: float = 1.0) -> None:
+        """Stop cleanly once the parent (the ``serve`` process) is gone, e.g. SIGKILLed."""
+
+        def watch() -> None:
+            while not self.stopping.wait(every):
+                if os.getppid() != parent_pid:
+                    log.warning("worker %s: parent %d gone, stopping", self.worker_id, parent_pid)
+                    self.stopping.set()
+
+        threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
     def claim(self) -> int | None:
         """Claim the next run for this worker, or None if nothing is claimable."""
         with self.db.write() as s:

@@ -47,8 +47,13 @@ class Supervisor:
         return env
 
     def _spawn(self, slot: int) -> None:
-        cmd = [sys.executable, "-m", "app.worker", "--db", self.settings.database_url]
-        proc = subprocess.Popen(cmd, env=self._env())
+        cmd = [
+            sys.executable, "-m", "app.worker", "--db", self.settings.database_url,
+            "--parent-pid", str(os.getpid()),
+        ]  # fmt: skip
+        # A session of its own: Ctrl-C in the terminal reaches only the server, which then stops
+        # the workers in order (checkpoint, hand back); --parent-pid makes an orphan exit.
+        proc = subprocess.Popen(cmd, env=self._env(), start_new_session=True)
         self.procs[slot] = proc
         self._started[slot] = time.monotonic()
         log.info("started worker %d (pid %d)", slot, proc.pid)

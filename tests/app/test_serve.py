@@ -101,3 +101,14 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"
+
+
+def test_orphaned_worker_stops(settings: Settings, wait: Callable[..., Any]) -> None:
+    env = {**os.environ, **settings.to_env(), "PYTHONPATH": str(ROOT)}
+    worker = f'"{sys.executable}" -m app worker --parent-pid $$ >/dev/null 2>&1'
+    script = f"{worker} & echo $!; sleep 0.5"  # the shell exits, orphaning the worker
+    shell = subprocess.run(
+        ["sh", "-c", script], env=env, cwd=ROOT, capture_output=True, text=True, timeout=30
+    )
+    worker_pid = int(shell.stdout.split()[0])
+    wait(lambda: not _alive(worker_pid), timeout=40, what="the orphan exits")
