@@ -62,18 +62,23 @@ def affine_backward(
     return dx, dw, db
 
 
-def relu_forward(x: Array, *, out: Array | None = None) -> tuple[Array, Cache]:
-    """max(x, 0). Caches the output: y > 0 is the same mask as x > 0 and y is already there."""
-    out = np.maximum(x, 0, out=out)
-    return out, (out,)
+def relu_forward(
+    x: Array, *, out: Array | None = None, mask: Array | None = None
+) -> tuple[Array, Cache]:
+    """max(x, 0), computed as x * (x > 0). Caches the 0/1 mask, so backward is one multiply.
+
+    Why not np.maximum: for float32 it runs several times slower than a comparison plus a
+    multiply (it handles NaN ordering); the product keeps NaN as NaN, as maximum does.
+    """
+    mask = np.greater(x, 0, out=mask if mask is not None else np.empty_like(x))
+    out = np.multiply(x, mask, out=out)
+    return out, (mask,)
 
 
 def relu_backward(dout: Array, cache: Cache, *, dx: Array | None = None) -> Array:
-    """dx = dout * (y > 0); sign(y) is that mask for y >= 0 and needs no boolean temporary."""
-    (y,) = cache
-    dx = np.sign(y, out=dx)
-    dx *= dout
-    return dx
+    """dx = dout * (x > 0), with the mask cached by the forward."""
+    (mask,) = cache
+    return np.multiply(dout, mask, out=dx)
 
 
 def tanh_forward(x: Array, *, out: Array | None = None) -> tuple[Array, Cache]:

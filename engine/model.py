@@ -161,8 +161,7 @@ class MLP:
             if part == "bn" and spec.batchnorm:
                 h, cache["bn"] = self._bn_forward(i, h, train=train, buf=buf)
             elif part == "act":
-                act = L.relu_forward if spec.activation == "relu" else L.tanh_forward
-                h, cache["act"] = act(h, out=buf("act"))
+                h, cache["act"] = self._act_forward(h, buf)
         if train and spec.dropout > 0.0:
             if masks is None and rng is None:
                 raise ValueError("training with dropout needs an rng (or fixed masks)")
@@ -176,6 +175,11 @@ class MLP:
                 out=buf("drop"),
             )
         return h, cache
+
+    def _act_forward(self, h: Array, buf: Callable[[str], Array | None]) -> tuple[Array, Any]:
+        if self.spec.activation == "relu":
+            return L.relu_forward(h, out=buf("act"), mask=buf("relu_mask"))
+        return L.tanh_forward(h, out=buf("act"))
 
     def _bn_forward(
         self, i: int, h: Array, *, train: bool, buf: Callable[[str], Array | None]

@@ -67,6 +67,15 @@ def test_activation_gradients(
     assert rel_error(dx, numerical_gradient(f, x)) < TOL
 
 
+def test_relu_matches_maximum_and_keeps_nan(rng: np.random.Generator) -> None:
+    x = rng.standard_normal((6, 5)).astype(np.float32)
+    x[0, 0], x[1, 1] = np.nan, 0.0
+    out, (mask,) = L.relu_forward(x, out=np.empty_like(x), mask=np.empty_like(x))
+    np.testing.assert_array_equal(out, np.maximum(x, 0))
+    assert np.isnan(out[0, 0]) and out.dtype == np.float32
+    np.testing.assert_array_equal(mask, (x > 0).astype(np.float32))
+
+
 def _bn(
     x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, *, train: bool = True, **kw: np.ndarray
 ) -> tuple[np.ndarray, tuple | None]:
