@@ -8,13 +8,14 @@ from fastapi import APIRouter, HTTPException
 
 from app import crud
 from app.api.deps import DbDep, run_or_404
+from app.api.responses import EventOut
 from app.api.schemas import Command
 from app.models import TERMINAL_STATUSES
 
 router = APIRouter(prefix="/api/runs", tags=["commands"])
 
 
-@router.post("/{run_id}/commands", status_code=202)
+@router.post("/{run_id}/commands", status_code=202, response_model=EventOut)
 def post_command(run_id: int, command: Command, db: DbDep) -> dict[str, Any]:
     """Store the command; the worker applies it at the next step boundary and records the step.
 

@@ -5,19 +5,20 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from app import crud
 from app.api.deps import DbDep, ReadSession, run_or_404
+from app.api.responses import MetricsOut
 from app.series import COLUMNS, json_float
 
 router = APIRouter(prefix="/api/runs", tags=["metrics"])
 
 
-@router.get("/{run_id}/metrics")
+@router.get("/{run_id}/metrics", response_model=MetricsOut)
 def get_metrics(
     run_id: int,
     s: ReadSession,
@@ -25,10 +26,12 @@ def get_metrics(
     max_points: Annotated[
         int | None, Query(ge=8, le=1_000_000, description="min-max downsample to this many")
     ] = None,
-) -> dict[str, list[Any]]:
+) -> JSONResponse:
     """Columnar metrics; non-finite numbers are the strings "NaN", "Infinity", "-Infinity"."""
     run_or_404(s, run_id)
-    return crud.metrics_after(s, run_id, after=after, max_points=max_points)
+    # A JSONResponse skips re-validating a possibly huge payload against MetricsOut, which is
+    # only there to document it; the columns are JSON-safe already (app/series.py).
+    return JSONResponse(crud.metrics_after(s, run_id, after=after, max_points=max_points))
 
 
 @router.get("/{run_id}/metrics.csv")
