@@ -92,3 +92,16 @@ def test_stop_of_an_unclaimed_run_needs_no_worker(client: TestClient) -> None:
     assert client.get(f"/api/runs/{rid}").json()["status"] == "stopped"
     pause = client.post(f"/api/runs/{rid}/commands", json={"type": "pause"})
     assert pause.status_code == 409
+
+
+def test_openapi_documents_the_api(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    paths = set(schema["paths"])
+    assert {
+        "/healthz", "/api/runs", "/api/runs/{run_id}", "/api/runs/{run_id}/commands",
+        "/api/runs/{run_id}/events", "/api/runs/{run_id}/checkpoints", "/api/runs/{run_id}/fork",
+        "/api/runs/{run_id}/metrics", "/api/runs/{run_id}/metrics.csv", "/api/runs/{run_id}/stream",
+    } <= paths  # fmt: skip
+    names = set(schema["components"]["schemas"])
+    assert {"SetLr", "Pause", "Resume", "Step", "Stop", "CheckpointNow", "RunOut"} <= names
+    assert client.get("/docs").status_code == 200
