@@ -70,3 +70,13 @@ def test_incompatible_state_is_rejected() -> None:
         Trainer(RunConfig(max_steps=2, hidden=[16])).load_state_dict(state)
     with pytest.raises(ValueError, match="training rows"):
         Trainer(RunConfig(max_steps=2, hidden=[32], val_fraction=0.3)).load_state_dict(state)
+
+
+def test_round_trip_without_batchnorm_or_moments() -> None:
+    """Empty parts (no running statistics, SGD's empty moment set) survive serialization."""
+    cfg = RunConfig(hidden=[], optimizer="sgd", lr=0.1, max_steps=30)
+    reference = Trainer(cfg)
+    _losses(reference, 10)
+    resumed = Trainer(cfg)
+    resumed.load_state_dict(state_from_bytes(state_to_bytes(reference.state_dict())))
+    assert _losses(resumed, 20) == _losses(reference, 20)
