@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     checkpoint_every_steps: int = Field(default=500, ge=0)
     # Write a checkpoint every this many seconds (0 disables the time trigger).
     checkpoint_every_seconds: float = Field(default=30.0, ge=0)
+    # Keep this many newest checkpoints of a run; older ones are thinned out (see the next).
+    checkpoint_keep_recent: int = Field(default=10, ge=1)
+    # Older checkpoints survive thinning when their step is a multiple of this (0: keep all).
+    checkpoint_keep_every_steps: int = Field(default=5000, ge=0)
     # A claimed run is held for this long without a heartbeat before another worker may take it.
     lease_seconds: float = Field(default=15.0, gt=0)
     # Seconds an idle worker sleeps between attempts to claim a run.

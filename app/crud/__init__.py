@@ -8,6 +8,7 @@ from app.crud.checkpoints import (
     copy_checkpoint,
     latest_checkpoint,
     list_checkpoints,
+    prune_checkpoints,
     save_checkpoint,
 )
 from app.crud.events import (
@@ -74,6 +75,7 @@ __all__ = [
     "metrics_after",
     "now",
     "pending_commands",
+    "prune_checkpoints",
     "record_command",
     "record_worker_event",
     "release_run",

@@ -6,7 +6,7 @@ import hashlib
 import logging
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from app.crud.runs import iso, now
@@ -76,3 +76,23 @@ def latest_checkpoint(
 def copy_checkpoint(session: Session, ckpt: Checkpoint, run_id: int) -> Checkpoint:
     """Give another run (a fork) its own copy of a checkpoint."""
     return save_checkpoint(session, run_id, ckpt.step, ckpt.state)
+
+
+def prune_checkpoints(session: Session, run_id: int, *, keep_recent: int, keep_every: int) -> int:
+    """Thin out a run's checkpoints: keep the ``keep_recent`` newest and, of the older ones,
+    those at multiples of ``keep_every`` (forks of old steps still find one nearby). A long run
+    of a big model would otherwise fill the disk. ``keep_every == 0`` keeps everything.
+    Returns how many were deleted."""
+    if keep_every == 0:
+        return 0
+    newest = select(Checkpoint.id).where(Checkpoint.run_id == run_id)
+    newest = newest.order_by(Checkpoint.step.desc(), Checkpoint.id.desc()).limit(keep_recent)
+    keep = list(session.scalars(newest))
+    result = session.execute(
+        delete(Checkpoint).where(
+            Checkpoint.run_id == run_id,
+            Checkpoint.id.not_in(keep),
+            Checkpoint.step % keep_every != 0,
+        )
+    )
+    return result.rowcount

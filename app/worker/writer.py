@@ -123,6 +123,12 @@ class RunWriter:
             if wanted and trainer.step_count != self.checkpoint_step:
                 state = state_to_bytes(trainer.state_dict())
                 crud.save_checkpoint(s, self.run_id, trainer.step_count, state)
+                crud.prune_checkpoints(
+                    s,
+                    self.run_id,
+                    keep_recent=self.settings.checkpoint_keep_recent,
+                    keep_every=self.settings.checkpoint_keep_every_steps,
+                )
                 self.checkpoint_step, self.checkpoint_time = trainer.step_count, time.monotonic()
         self.checkpoint_requested = self.release_requested = False
         del self.buffer[: len(rows)]

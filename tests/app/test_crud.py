@@ -82,3 +82,13 @@ def test_commands_pending_until_applied_once(db: Database) -> None:
         assert [e.type for e in crud.pending_commands(s, rid)] == ["pause"]
         assert [e.step for e in crud.applied_set_lr_since(s, rid, 5)] == [5]
         assert crud.applied_set_lr_since(s, rid, 6) == []
+
+
+def test_old_checkpoints_are_thinned(db: Database) -> None:
+    with db.write() as s:
+        rid = crud.create_run(s, config={}).id
+        for step in range(10, 210, 10):
+            crud.save_checkpoint(s, rid, step, f"state {step}".encode())
+            crud.prune_checkpoints(s, rid, keep_recent=3, keep_every=50)
+        assert [c["step"] for c in crud.list_checkpoints(s, rid)] == [50, 100, 150, 180, 190, 200]
+        assert crud.prune_checkpoints(s, rid, keep_recent=1, keep_every=0) == 0
