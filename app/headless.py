@@ -24,7 +24,7 @@ from app.db import Database
 from app.settings import Settings
 from app.worker.loop import new_worker_id
 from app.worker.session import RunSession
-from engine import RunConfig, StepRecord
+from engine import RunConfig, StepRecord, Trainer
 from engine.data import BUILTIN
 
 
@@ -95,31 +95,45 @@ def _train_here(db: Database, settings: Settings, worker_id: str, run_id: int) -
         interrupted.set()
 
     previous = signal.signal(signal.SIGINT, _on_signal)
-    bar = tqdm(unit="step", desc=f"run {run_id}", file=sys.stderr, dynamic_ncols=True)
+    progress = _Progress(run_id)
     session = RunSession(
         db,
         settings,
         worker_id,
         run_id,
         should_stop=interrupted.is_set,
-        on_step=lambda rec: _progress(bar, session, rec),
+        on_step=lambda rec: progress.step(rec, session.trainer),
         allow_release=False,
     )
     try:
         with threadpool_limits(limits=settings.blas_threads):
             return session.run()
     finally:
-        bar.close()
+        progress.close()
         signal.signal(signal.SIGINT, previous)
 
 
-def _progress(bar: tqdm, session: RunSession, rec: StepRecord) -> None:
-    if bar.total is None and session.trainer is not None:
-        bar.reset(total=session.trainer.total_steps)
-        bar.update(rec.step - 1)
-    bar.update(1)
-    if rec.step % 20 == 0:
-        bar.set_postfix(loss=f"{rec.loss:.4f}", lr=f"{rec.lr:.3g}", refresh=False)
+class _Progress:
+    """A tqdm bar on stderr, opened at the first step, when the run's length is known."""
+
+    def __init__(self, run_id: int) -> None:
+        self.run_id = run_id
+        self.bar: tqdm | None = None
+
+    def step(self, rec: StepRecord, trainer: Trainer | None) -> None:
+        if self.bar is None:
+            total = trainer.total_steps if trainer is not None else None
+            self.bar = tqdm(
+                total=total, initial=rec.step - 1, unit="step", desc=f"run {self.run_id}",
+                file=sys.stderr, dynamic_ncols=True,
+            )  # fmt: skip
+        self.bar.update(1)
+        if rec.step % 20 == 0:
+            self.bar.set_postfix(loss=f"{rec.loss:.4f}", lr=f"{rec.lr:.3g}", refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _mark_interrupted(db: Database, run_id: int) -> None:
