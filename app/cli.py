@@ -26,7 +26,10 @@ class BadInput(Exception):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pandamode", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="pandamode",
+        description="Babysit one neural network through its training, live, in a browser.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="the dashboard with its worker(s)")
     serve.add_argument("--host", help="bind address (default 127.0.0.1)")
@@ -136,3 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
