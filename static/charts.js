@@ -10,7 +10,7 @@
     trainRaw: "rgba(47, 111, 223, 0.22)",
     val: "#d9480f",
     lr: "#6741d9",
-    marker: { set_lr: "#6741d9", pause: "#b7791f", resume: "#1f8a4c", stop: "#c8312e" },
+    marker: { set_lr: "#6741d9", set_pace: "#2b6cb0", pause: "#b7791f", resume: "#1f8a4c", stop: "#c8312e" },
     nonfinite: "#c8312e",
   };
 
@@ -43,6 +43,10 @@
     const p = ev.payload || {};
     if (ev.type === "set_lr") return `lr ${sig(p.lr ?? ev.lr)}`;
     if (ev.type === "step") return `step ${p.n ?? ev.n ?? ""}`.trim();
+    if (ev.type === "set_pace") {
+      const pace = p.steps_per_second ?? ev.steps_per_second;
+      return pace == null ? "full speed" : `pace ${sig(pace)}/s`;
+    }
     if (ev.type === "status" && p.status) return p.status;
     return ev.type;
   }

@@ -82,6 +82,8 @@
     const body = { config };
     const name = f.name.value.trim();
     if (name !== "") body.name = name;
+    // The pace is the run's, not the model's: a top-level field, empty for full speed.
+    if (f.pace.value !== "") body.pace = Number(f.pace.value);
     return body;
   }
 

@@ -1,7 +1,7 @@
 // The worker controls of the run page: the lr slider and number field kept in sync, which
 // command buttons make sense in which status, and what the server answered. The buttons
 // themselves are htmx (hx-post + json-enc in run.html); they read their values through
-// lrValue() / stepN(). Exposes window.PandaCommands.
+// lrValue() / stepN() / paceValue(). Exposes window.PandaCommands.
 "use strict";
 
 (function () {
@@ -41,6 +41,7 @@
       const active = ACTIVE.has(s);
       const enable = {
         "apply-lr": active,
+        "apply-pace": active,
         pause: s === "running" || s === "queued",
         resume: s === "paused",
         step: s === "paused",
@@ -92,6 +93,8 @@
       },
       lrValue: () => Number(lrInput.value),
       stepN: () => Number($("step-n").value),
+      // null lifts the limit ("full speed" has an empty value).
+      paceValue: () => ($("pace-select").value === "" ? null : Number($("pace-select").value)),
     };
   }
 

@@ -244,6 +244,7 @@
     state,
     lrValue: commands.lrValue,
     stepN: commands.stepN,
+    paceValue: commands.paceValue,
   };
   ["loss", "acc", "lr"].forEach(makeChart);
   applyStatus(run);

@@ -28,6 +28,8 @@ def create_run(body: RunCreate, db: DbDep, settings: SettingsDep) -> dict[str, A
     config = config_for_storage(body.config, settings.data_dir)
     with db.write() as s:
         run = crud.create_run(s, config=config, name=body.name)
+        if body.pace is not None:
+            crud.record_command(s, run.id, "set_pace", {"steps_per_second": body.pace})
         return crud.serialize_run(run)
 
 

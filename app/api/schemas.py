@@ -16,6 +16,10 @@ from engine import RunConfig
 from engine.data import BUILTIN
 
 MAX_LR = 100.0
+# Steps per second a run may be slowed to, at most: above it a pace is no slower than full speed.
+MAX_PACE = 100_000.0
+
+Pace = Annotated[float, Field(gt=0, le=MAX_PACE, allow_inf_nan=False)]
 
 
 class _Strict(BaseModel):
@@ -27,6 +31,8 @@ class RunCreate(_Strict):
 
     name: str | None = Field(default=None, max_length=200)
     config: RunConfig = Field(default_factory=RunConfig)
+    # Steps per second at most (null: as fast as it goes); queued as the run's first set_pace.
+    pace: Pace | None = None
 
 
 class SetLr(_Strict):
@@ -34,6 +40,18 @@ class SetLr(_Strict):
 
     type: Literal["set_lr"]
     lr: float = Field(gt=0, le=MAX_LR, allow_inf_nan=False)
+
+
+class SetPace(_Strict):
+    """Train at most ``steps_per_second`` steps a second from now on; null lifts the limit.
+
+    A small model on digits does thousands of steps a second, faster than anyone can watch or
+    react; a pace makes such a run one a person can nurse. It changes when steps happen, never
+    what they compute.
+    """
+
+    type: Literal["set_pace"]
+    steps_per_second: Pace | None
 
 
 class Pause(_Strict):
@@ -68,7 +86,7 @@ class CheckpointNow(_Strict):
 
 
 Command = Annotated[
-    SetLr | Pause | Resume | Step | Stop | CheckpointNow, Field(discriminator="type")
+    SetLr | SetPace | Pause | Resume | Step | Stop | CheckpointNow, Field(discriminator="type")
 ]
 
 

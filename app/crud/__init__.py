@@ -13,6 +13,7 @@ from app.crud.checkpoints import (
 )
 from app.crud.events import (
     applied_set_lr_since,
+    current_pace,
     event_payload,
     events_by_ids,
     list_events,
@@ -58,6 +59,7 @@ __all__ = [
     "copy_metrics",
     "count_metrics",
     "create_run",
+    "current_pace",
     "event_payload",
     "events_by_ids",
     "fork_run",

@@ -102,6 +102,21 @@ def applied_set_lr_since(session: Session, run_id: int, step: int) -> list[Event
     return list(session.scalars(stmt))
 
 
+def current_pace(session: Session, run_id: int, *, pending: bool = False) -> float | None:
+    """The run's pace: ``steps_per_second`` of its last applied ``set_pace`` (None: full speed).
+
+    With ``pending``, the last one asked for, applied or not: what the run page shows, since a
+    worker applies a new command within one poll.
+    """
+    conditions = [Event.run_id == run_id, Event.type == "set_pace", Event.error.is_(None)]
+    if not pending:
+        conditions.append(Event.step.is_not(None))
+    stmt = select(Event).where(*conditions).order_by(Event.id.desc()).limit(1)
+    ev = session.scalars(stmt).first()
+    pace = event_payload(ev).get("steps_per_second") if ev is not None else None
+    return float(pace) if pace is not None else None
+
+
 def event_payload(ev: Event) -> dict[str, Any]:
     """The event's payload as a dict."""
     return json.loads(ev.payload or "{}")

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app.crud.checkpoints import copy_checkpoint, latest_checkpoint
-from app.crud.events import record_command
+from app.crud.events import current_pace, record_command
 from app.crud.metrics import copy_metrics, last_metrics
 from app.crud.runs import create_run
 from app.models import Run
@@ -46,5 +46,8 @@ def fork_run(
     child.total_steps = parent.total_steps
     if lr is not None:
         record_command(session, child.id, "set_lr", {"lr": lr})
+    pace = current_pace(session, parent.id)
+    if pace is not None:  # the child goes on at the pace its parent was watched at
+        record_command(session, child.id, "set_pace", {"steps_per_second": pace})
     session.flush()
     return child

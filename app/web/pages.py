@@ -69,6 +69,12 @@ def _templates(request: Request) -> Jinja2Templates:
     return templates
 
 
+# Steps per second offered by the pace selects; None is full speed. The form starts at
+# DEFAULT_PACE: a default digits run (2300 steps) then lasts 46 s instead of about one.
+PACE_CHOICES: tuple[float | None, ...] = (1, 5, 10, 20, 50, 100, 200, 500, 1000, None)
+DEFAULT_PACE = 50
+
+
 def _runs_context(session: Session) -> dict[str, Any]:
     runs = [crud.serialize_run(r) for r in crud.list_runs(session)]
     any_active = any(r["status"] not in TERMINAL_STATUSES for r in runs)
@@ -77,7 +83,12 @@ def _runs_context(session: Session) -> dict[str, Any]:
 
 def _run_context(session: Session, run_id: int) -> dict[str, Any]:
     run = run_or_404(session, run_id)
-    return {"run": crud.serialize_run(run), "active_statuses": ACTIVE_STATUSES}
+    return {
+        "run": crud.serialize_run(run),
+        "active_statuses": ACTIVE_STATUSES,
+        "pace": crud.current_pace(session, run_id, pending=True),
+        "pace_choices": PACE_CHOICES,
+    }
 
 
 @router.get("/", response_class=HTMLResponse, name="runs_page")
@@ -85,6 +96,7 @@ def runs_page(request: Request, session: ReadSession) -> HTMLResponse:
     """The runs list and the new-run form, prefilled with RunConfig's own defaults."""
     context = _runs_context(session)
     context["defaults"] = RunConfig().model_dump()
+    context["pace_choices"], context["default_pace"] = PACE_CHOICES, DEFAULT_PACE
     return _templates(request).TemplateResponse(request, "index.html", context)
 
 

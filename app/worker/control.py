@@ -8,6 +8,7 @@ is applied at a step boundary and recorded at ``trainer.step_count`` (docs/archi
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -20,12 +21,16 @@ class LrSettable(Protocol):
 
 @dataclass
 class Control:
-    """The run's control state, changed only by commands and by the step budget running out."""
+    """The run's control state, changed only by commands and by the step budget running out.
+
+    ``pace`` is the most steps a second the loop may train (None: as fast as it goes).
+    """
 
     paused: bool = False
     budget: int | None = None
     stop: bool = False
     checkpoint: bool = False
+    pace: float | None = None
 
     @property
     def should_step(self) -> bool:
@@ -59,6 +64,16 @@ def apply_command(
             trainer.set_lr(float(payload["lr"]))
         except (KeyError, TypeError, ValueError) as exc:
             return f"set_lr rejected: {exc}"
+    elif type_ == "set_pace":
+        pace = payload.get("steps_per_second")
+        if pace is not None:
+            try:
+                pace = float(pace)
+            except (TypeError, ValueError):
+                return f"set_pace rejected: {pace!r} is not a number"
+            if not (math.isfinite(pace) and pace > 0):
+                return f"set_pace rejected: steps_per_second must be > 0, got {pace!r}"
+        control.pace = pace
     elif type_ == "pause":
         control.paused, control.budget, control.checkpoint = True, None, True
     elif type_ == "resume":

@@ -35,6 +35,7 @@ class LoadedRun:
     best_val_loss: float | None
     best_val_acc: float | None
     lr_replay: dict[int, list[float]] = field(default_factory=dict)
+    pace: float | None = None
 
 
 def load_trainer(
@@ -51,6 +52,7 @@ def load_trainer(
             raise LookupError(f"run {run_id} does not exist")
         config, committed, status = crud.run_config(run), run.step, run.status
         best_loss, best_acc = run.best_val_loss, run.best_val_acc
+        pace = crud.current_pace(s, run_id)
     with _lease_kept(heartbeat, heartbeat_every):
         trainer = Trainer(RunConfig(**config))
     heartbeat()
@@ -71,7 +73,7 @@ def load_trainer(
     replayed = _replay(trainer, committed, lr_replay, heartbeat)
     if replayed:
         log.info("run %s: replayed %d steps after checkpoint %s", run_id, replayed, ckpt_step)
-    return LoadedRun(trainer, status, ckpt_step, replayed, best_loss, best_acc, lr_replay)
+    return LoadedRun(trainer, status, ckpt_step, replayed, best_loss, best_acc, lr_replay, pace)
 
 
 @contextmanager

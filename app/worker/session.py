@@ -50,6 +50,7 @@ class RunSession:
         self.status = ""
         self._lr_replay: dict[int, list[float]] = {}
         self._last_poll = self._last_queue_check = 0.0
+        self._next_step_at = 0.0  # monotonic time the next step is due at under a pace
         self._paused_since: float | None = None
 
     def run(self) -> str:
@@ -82,6 +83,7 @@ class RunSession:
         self.trainer = loaded.trainer
         writer.best_loss, writer.best_acc = loaded.best_val_loss, loaded.best_val_acc
         self._lr_replay = loaded.lr_replay
+        self.control.pace = loaded.pace
         if loaded.checkpoint_step is not None:
             writer.checkpoint_step = loaded.checkpoint_step
         self.control.paused = loaded.status == "paused"
@@ -119,6 +121,10 @@ class RunSession:
                 if self._idle_paused():
                     return "released"
                 continue
+            wait = self._pace_wait()
+            if wait > 0:
+                time.sleep(min(wait, self.settings.command_poll))
+                continue
             if self._train_one():
                 return "diverged"
 
@@ -142,6 +148,19 @@ class RunSession:
         if every and rec.step % every == 0:
             self._sync(checkpoint=True)
         return False
+
+    def _pace_wait(self) -> float:
+        """Seconds until the next step is due under the run's pace (0 without one); when due,
+        books the step after it. Falling behind never earns a burst: the schedule restarts from
+        now, at most one interval back."""
+        pace = self.control.pace
+        if pace is None:
+            return 0.0
+        interval, now = 1.0 / pace, time.monotonic()
+        if now < self._next_step_at:
+            return self._next_step_at - now
+        self._next_step_at = max(self._next_step_at, now - interval) + interval
+        return 0.0
 
     def _poll_due(self) -> bool:
         return time.monotonic() - self._last_poll >= self.settings.command_poll

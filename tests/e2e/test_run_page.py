@@ -47,8 +47,7 @@ def start_run_from_form(page: Page, server_url: str, api: Api) -> int:
     """Fill the new-run form for a run that will not end by itself; return the new run's id."""
     page.goto(server_url + "/")
     page.fill("input[name=name]", "e2e babysitting")
-    # Wide enough that steps come at a browser-friendly pace (hundreds, not thousands, a second).
-    page.fill("input[name=hidden]", "256,256")
+    # The default digits network, at the form's default pace (50 steps/s: people can follow it).
     page.fill("input[name=lr]", "0.001")
     page.fill("input[name=max_steps]", "1000000")
     # Constant schedule: the lr the charts show is then exactly the one we set.
@@ -59,8 +58,10 @@ def start_run_from_form(page: Page, server_url: str, api: Api) -> int:
     run = api(f"/api/runs/{run_id}")
     assert run["name"] == "e2e babysitting"
     assert run["config"]["eval_every"] == 100
-    assert run["config"]["hidden"] == [256, 256]
+    assert run["config"]["hidden"] == [128, 128]
     assert run["config"]["max_steps"] == 1_000_000
+    paces = [e for e in api(f"/api/runs/{run_id}/events") if e["type"] == "set_pace"]
+    assert [e["steps_per_second"] for e in paces] == [50]
     return run_id
 
 
@@ -152,6 +153,16 @@ def test_babysit_a_run(browser_page: Page, server_url: str, api: Api, tmp_path: 
     )
     assert old_lr == pytest.approx(0.001, rel=1e-6)
     assert new_lr == pytest.approx(NEW_LR, rel=1e-6)
+
+    # A slower pace from the select: its marker lands on the curve, and the steps slow down.
+    page.select_option("#pace-select", "10")
+    page.click("#apply-pace")
+    expect(page.locator("#event-log li[data-type=set_pace]")).not_to_have_attribute("data-step", "")
+    # Measured on the worker's committed step: the page's counter trails it by a stream poll.
+    start_step, start = api(f"/api/runs/{run_id}")["step"], time.monotonic()
+    time.sleep(1.5)
+    done = api(f"/api/runs/{run_id}")["step"] - start_step
+    assert done / (time.monotonic() - start) <= 10 * 1.15 + 2
 
     # Reload: the whole history comes back (from step 1) and keeps streaming.
     rows_before_reload = data_length(page)
