@@ -76,8 +76,8 @@ class MLP:
         offset = 0
         for name, shape in shapes:
             size = int(np.prod(shape))
-            self.params[name] = self.theta[offset : offset + size].reshape(shape)
-            self.grads[name] = self.grad[offset : offset + size].reshape(shape)
+            self.params[name] = self.theta[offset : offset + size].reshape(shape, order="F")
+            self.grads[name] = self.grad[offset : offset + size].reshape(shape, order="F")
             offset += size
         self.n_weights = sum(int(np.prod(s)) for n, s in shapes if n.startswith("W"))
         self.running: dict[str, Array] = {}
@@ -111,7 +111,7 @@ class MLP:
         key = (name, shape)
         buf = self._buffers.get(key)
         if buf is None:
-            buf = self._buffers[key] = np.empty(shape, dtype=self.dtype)
+            buf = self._buffers[key] = np.empty(shape, dtype=self.dtype, order="F")
         return buf
 
     def forward(
