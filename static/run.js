@@ -148,8 +148,14 @@
     const d = state.data.step;
     const shown = Math.max(state.run.step || 0, d.length ? d[d.length - 1] : 0);
     $("step-counter").textContent = shown;
+    // The status panel re-renders every 2 s from the server; between renders (and right after
+    // one, which can trail the stream) it shows the live step too.
+    const panelStep = $("status-step");
+    if (panelStep && Number(panelStep.textContent) < shown) panelStep.textContent = shown;
     $("no-data").hidden = d.length > 0;
   }
+  // Any swap on this page may be the status panel's (an outerHTML swap replaces its element).
+  document.body.addEventListener("htmx:afterSwap", updateCounter);
 
   // Zoom one chart by dragging: every chart follows. Double-click returns to the full range.
   function zoomTo(range) {
