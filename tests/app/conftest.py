@@ -23,6 +23,7 @@ from app.settings import Settings
 from app.worker.loop import Worker
 
 T = TypeVar("T")
+StartedWorker = tuple[Worker, threading.Thread]
 
 TINY: dict[str, Any] = {
     "dataset": "spirals",
@@ -122,12 +123,27 @@ def client(settings: Settings) -> Iterator[TestClient]:
 
 
 @pytest.fixture
-def worker(settings: Settings, db: Database) -> Iterator[Worker]:
+def start_worker(settings: Settings, db: Database) -> Iterator[Callable[[str], StartedWorker]]:
+    """Start workers training in background threads of the test process: ``start_worker(id)``
+    returns (worker, thread). Any still running at the end are stopped, and must stop."""
+    started: list[StartedWorker] = []
+
+    def start(worker_id: str) -> StartedWorker:
+        w = Worker(db, settings, worker_id=worker_id)
+        thread = threading.Thread(target=w.run_forever, daemon=True)
+        thread.start()
+        started.append((w, thread))
+        return w, thread
+
+    yield start
+    for w, _ in started:
+        w.stopping.set()
+    for _, thread in started:
+        thread.join(timeout=10)
+        assert not thread.is_alive(), "worker thread did not stop"
+
+
+@pytest.fixture
+def worker(start_worker: Callable[[str], StartedWorker]) -> Worker:
     """A worker training in a background thread of the test process."""
-    w = Worker(db, settings, worker_id="test-worker")
-    thread = threading.Thread(target=w.run_forever, daemon=True)
-    thread.start()
-    yield w
-    w.stopping.set()
-    thread.join(timeout=10)
-    assert not thread.is_alive(), "worker thread did not stop"
+    return start_worker("test-worker")[0]

@@ -3,7 +3,6 @@ hands it back and another picks it up, and in a fork."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -11,10 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from app.db import Database
-from app.settings import Settings
 from app.worker.control import Control, apply_command
-from app.worker.loop import Worker
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -55,32 +51,21 @@ def test_pace_from_creation_then_lifted(
     assert rate(client, rid, 0.5) > 200, "full speed again (a tiny model does thousands a second)"
 
 
-def _start_worker(db: Database, settings: Settings, name: str) -> tuple[Worker, threading.Thread]:
-    w = Worker(db, settings, worker_id=name)
-    thread = threading.Thread(target=w.run_forever, daemon=True)
-    thread.start()
-    return w, thread
-
-
 def test_pace_survives_a_worker_restart_and_goes_to_a_fork(
-    client: TestClient, db: Database, settings: Settings, wait: Wait, tiny: dict[str, Any]
+    client: TestClient, start_worker: Callable[[str], Any], wait: Wait, tiny: dict[str, Any]
 ) -> None:
     rid = client.post("/api/runs", json={"config": tiny}).json()["id"]
-    first, thread = _start_worker(db, settings, "first")
+    first, thread = start_worker("first")
     wait(lambda: run(client, rid)["step"] > 150, what="a checkpoint at step 100")
     client.post(f"/api/runs/{rid}/commands", json={"type": "set_pace", "steps_per_second": 10})
     wait(lambda: events(client, rid, "set_pace")[-1]["step"] is not None, what="applied")
     first.stopping.set()  # a clean shutdown checkpoints and releases the lease
     thread.join(timeout=10)
 
-    second, thread = _start_worker(db, settings, "second")
-    try:
-        wait(lambda: len(events(client, rid, "started")) == 2, what="claimed by the second")
-        assert events(client, rid, "started")[-1]["worker"] == "second"
-        assert rate(client, rid) <= 10 * 1.15 + 2, "the new session restored the pace"
-    finally:
-        second.stopping.set()
-        thread.join(timeout=10)
+    start_worker("second")
+    wait(lambda: len(events(client, rid, "started")) == 2, what="claimed by the second")
+    assert events(client, rid, "started")[-1]["worker"] == "second"
+    assert rate(client, rid) <= 10 * 1.15 + 2, "the new session restored the pace"
 
     fork = client.post(f"/api/runs/{rid}/fork", json={"step": 100}).json()
     queued = events(client, fork["id"], "set_pace")
@@ -142,5 +127,7 @@ def test_run_page_shows_the_pace_control(client: TestClient, tiny: dict[str, Any
     page = client.get(f"/runs/{rid}").text
     assert 'id="pace-select"' in page and 'id="apply-pace"' in page
     assert '<option value="20" selected>20 steps/s</option>' in page
+    custom = client.post("/api/runs", json={"config": tiny, "pace": 40}).json()["id"]
+    assert '<option value="40.0" selected>40 steps/s</option>' in client.get(f"/runs/{custom}").text
     form = client.get("/").text
     assert '<option value="50" selected>50 steps/s</option>' in form
