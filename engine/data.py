@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,9 +104,10 @@ def _cell(value: str, row: int, col: int) -> float:
     return number
 
 
-def _is_number(value: str) -> bool:
+def _parses(value: str, kind: Callable[[str], object]) -> bool:
+    """Whether kind(value) (float or int) accepts the text."""
     try:
-        float(value)
+        kind(value)
     except ValueError:
         return False
     return True
@@ -120,7 +122,7 @@ def read_csv(path: Path) -> tuple[Array, Array]:
     """
     with path.open(newline="") as f:
         rows = [row for row in csv.reader(f) if row and any(cell.strip() for cell in row)]
-    if rows and not any(_is_number(cell) for cell in rows[0][:-1]):
+    if rows and not any(_parses(cell, float) for cell in rows[0][:-1]):
         rows = rows[1:]
     if not rows:
         raise ValueError(f"{path.name}: no data rows")
@@ -134,17 +136,9 @@ def read_csv(path: Path) -> tuple[Array, Array]:
         features.append([_cell(v.strip(), r, c) for c, v in enumerate(row[:-1], start=1)])
         labels.append(row[-1].strip())
     y: Array = np.array(labels)
-    if all(_is_int(v) for v in labels):
+    if all(_parses(v, int) for v in labels):
         y = np.array([int(v) for v in labels])
     return np.array(features, dtype=np.float64), y
-
-
-def _is_int(value: str) -> bool:
-    try:
-        int(value)
-    except ValueError:
-        return False
-    return True
 
 
 def read_npz(path: Path) -> tuple[Array, Array]:
