@@ -22,6 +22,7 @@ from app.crud.events import (
     record_command,
     record_worker_event,
     serialize_event,
+    steps_left,
 )
 from app.crud.forks import fork_run
 from app.crud.leases import (
@@ -86,6 +87,7 @@ __all__ = [
     "save_checkpoint",
     "serialize_event",
     "serialize_run",
+    "steps_left",
     "stop_if_unclaimed",
     "update_run",
 ]

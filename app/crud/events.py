@@ -117,6 +117,33 @@ def current_pace(session: Session, run_id: int, *, pending: bool = False) -> flo
     return float(pace) if pace is not None else None
 
 
+def steps_left(session: Session, run_id: int, committed: int) -> int | None:
+    """Steps still owed to a ``step N`` command when the run stands at step ``committed``.
+
+    The budget lives in the worker; this rebuilds it from the events when another worker takes
+    the run over, so a crash or a restart in the middle of ``step 1000`` still ends paused 1000
+    steps after the command. None when the last pause/resume/step applied was not a ``step``
+    (``pause`` and ``resume`` cancel a budget) or its steps are all done.
+    """
+    stmt = (
+        select(Event)
+        .where(
+            Event.run_id == run_id,
+            Event.source == "user",
+            Event.type.in_(("pause", "resume", "step")),
+            Event.step.is_not(None),
+            Event.error.is_(None),
+        )
+        .order_by(Event.id.desc())
+        .limit(1)
+    )
+    ev = session.scalars(stmt).first()
+    if ev is None or ev.type != "step" or ev.step is None:
+        return None
+    left = ev.step + int(event_payload(ev).get("n", 0)) - committed
+    return left if left > 0 else None
+
+
 def event_payload(ev: Event) -> dict[str, Any]:
     """The event's payload as a dict."""
     return json.loads(ev.payload or "{}")

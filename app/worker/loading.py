@@ -36,6 +36,7 @@ class LoadedRun:
     best_val_acc: float | None
     lr_replay: dict[int, list[float]] = field(default_factory=dict)
     pace: float | None = None
+    steps_left: int | None = None
 
 
 def load_trainer(
@@ -53,6 +54,7 @@ def load_trainer(
         config, committed, status = crud.run_config(run), run.step, run.status
         best_loss, best_acc = run.best_val_loss, run.best_val_acc
         pace = crud.current_pace(s, run_id)
+        steps_left = crud.steps_left(s, run_id, committed)
     with _lease_kept(heartbeat, heartbeat_every):
         trainer = Trainer(RunConfig(**config))
     heartbeat()
@@ -73,7 +75,9 @@ def load_trainer(
     replayed = _replay(trainer, committed, lr_replay, heartbeat)
     if replayed:
         log.info("run %s: replayed %d steps after checkpoint %s", run_id, replayed, ckpt_step)
-    return LoadedRun(trainer, status, ckpt_step, replayed, best_loss, best_acc, lr_replay, pace)
+    return LoadedRun(
+        trainer, status, ckpt_step, replayed, best_loss, best_acc, lr_replay, pace, steps_left
+    )
 
 
 @contextmanager

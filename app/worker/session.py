@@ -87,8 +87,10 @@ class RunSession:
         if loaded.checkpoint_step is not None:
             writer.checkpoint_step = loaded.checkpoint_step
         self.control.paused = loaded.status == "paused"
+        self.control.budget = loaded.steps_left
         self.status = "paused" if self.control.paused else "running"
-        self._paused_since = time.monotonic() if self.control.paused else None
+        idle = self.control.paused and self.control.budget is None
+        self._paused_since = time.monotonic() if idle else None
         with self._transaction() as s:
             crud.update_run(s, self.run_id, status=self.status, error=None)
             crud.record_worker_event(
@@ -99,6 +101,7 @@ class RunSession:
                 {
                     "checkpoint_step": loaded.checkpoint_step,
                     "replayed": loaded.replayed,
+                    "steps_left": loaded.steps_left,
                     "worker": self.worker_id,
                 },
             )
@@ -109,7 +112,10 @@ class RunSession:
         trainer = self._trainer
         while True:
             if self.should_stop():
-                self._end(None, checkpoint=True)
+                # In the middle of ``step N`` the claim is kept until the lease runs out, since a
+                # released paused run only comes back on a new command; the next worker then
+                # takes the run over and trains the steps still owed (crud.steps_left).
+                self._end(None, checkpoint=True, release=self.control.budget is None)
                 return "shutdown"
             if trainer.finished:
                 return self._finish()
@@ -266,9 +272,10 @@ class RunSession:
         checkpoint: bool = False,
         error: str | None = None,
         event: tuple[str, dict[str, Any]] | None = None,
+        release: bool = True,
     ) -> None:
         """Commit the last rows, optionally a checkpoint and a final status, and release."""
-        with self._transaction(checkpoint=checkpoint, release=True) as s:
+        with self._transaction(checkpoint=checkpoint, release=release) as s:
             if status is not None:
                 self.status = status
                 crud.update_run(s, self.run_id, status=status, error=error)

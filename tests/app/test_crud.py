@@ -92,3 +92,30 @@ def test_old_checkpoints_are_thinned(db: Database) -> None:
             crud.prune_checkpoints(s, rid, keep_recent=3, keep_every=50)
         assert [c["step"] for c in crud.list_checkpoints(s, rid)] == [50, 100, 150, 180, 190, 200]
         assert crud.prune_checkpoints(s, rid, keep_recent=1, keep_every=0) == 0
+
+
+def test_steps_left_of_a_step_budget(db: Database) -> None:
+    with db.write() as s:
+        rid = crud.create_run(s, config={}).id
+
+    def command(type_: str, at: int, error: str | None = None, **payload: int) -> None:
+        with db.write() as s:
+            ev = crud.record_command(s, rid, type_, payload)
+            crud.mark_applied(s, ev.id, at, error)
+
+    def left(committed: int) -> int | None:
+        with db.read() as s:
+            return crud.steps_left(s, rid, committed)
+
+    assert left(0) is None, "no step command"
+    command("step", 10, n=100)
+    assert (left(10), left(40), left(109), left(110)) == (100, 70, 1, None)
+    command("set_lr", 20, lr=1)
+    assert left(40) == 70, "other commands leave the budget alone"
+    command("step", 50, error="step needs n >= 1, got 0", n=0)
+    assert left(60) == 50, "a rejected step changes nothing"
+    command("pause", 60)
+    assert left(60) is None, "pause cancels the budget"
+    command("step", 60, n=5)
+    command("resume", 62)
+    assert left(62) is None, "resume cancels it too"

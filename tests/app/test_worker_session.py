@@ -1,5 +1,5 @@
-"""Worker behaviour: divergence, failures recorded, step N while running, releasing a paused run
-for a queued one, clean shutdown hand-over, and a lost lease."""
+"""Worker behaviour: divergence, failures recorded, step N while running and across a change of
+worker, releasing a paused run for a queued one, clean shutdown hand-over, and a lost lease."""
 
 from __future__ import annotations
 
@@ -76,6 +76,44 @@ def test_step_while_running_pauses_after_exactly_n(
     applied = next(e for e in events if e["id"] == cmd["id"])["step"]
     assert _run(client, rid)["step"] == applied + 25
     assert events[-1]["type"] == "paused" and events[-1]["source"] == "worker"
+
+
+def test_step_budget_survives_a_shutdown_and_a_new_worker(
+    client: TestClient,
+    start_worker: Callable[[str], Any],
+    wait: Wait,
+    holds: Callable[..., None],
+    tiny: dict[str, Any],
+) -> None:
+    created = client.post("/api/runs", json={"config": tiny, "pace": 100})
+    rid = created.json()["id"]
+    first, thread = start_worker("first")
+    wait(lambda: _run(client, rid)["step"] > 5)
+    client.post(f"/api/runs/{rid}/commands", json={"type": "pause"})
+    wait(lambda: _run(client, rid)["status"] == "paused")
+    cmd = client.post(f"/api/runs/{rid}/commands", json={"type": "step", "n": 150}).json()
+
+    def applied_at() -> int | None:
+        events = client.get(f"/api/runs/{rid}/events").json()
+        return next(e for e in events if e["id"] == cmd["id"])["step"]
+
+    applied = wait(applied_at, what="step 150 applied")
+    wait(lambda: _run(client, rid)["step"] >= applied + 20, what="part of the budget")
+    first.stopping.set()
+    thread.join(timeout=10)
+    stopped_at = _run(client, rid)["step"]
+    assert applied < stopped_at < applied + 150, "shut down in the middle of the budget"
+
+    start_worker("second")  # takes the run over once the first worker's lease runs out
+    end = applied + 150
+    wait(lambda: _run(client, rid)["step"] == end, timeout=20, what="the rest of the budget")
+    holds(lambda: _run(client, rid)["step"] == end, 0.5, what="paused again at exactly N")
+    assert _run(client, rid)["status"] == "paused"
+    started = [e for e in client.get(f"/api/runs/{rid}/events").json() if e["type"] == "started"]
+    assert started[-1]["worker"] == "second"
+    assert started[-1]["steps_left"] == end - stopped_at
+    steps = client.get(f"/api/runs/{rid}/metrics").json()["step"]
+    assert steps == list(range(1, end + 1))
 
 
 def test_paused_run_makes_room_for_a_queued_one_and_comes_back(
