@@ -40,6 +40,7 @@ test: lint
 
 bench: install-test
 	$(BIN)/python bench/engine_vs_torch.py
+	$(BIN)/python bench/engine_vs_torch.py --threads 1
 	$(BIN)/python bench/dashboard_speed.py
 
 clean:

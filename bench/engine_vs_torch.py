@@ -1,14 +1,16 @@
 """Engine vs PyTorch: one float32 training step (forward, backward, Adam), side by side.
 
-    .venv/bin/python bench/engine_vs_torch.py [--steps 200] [--warmup 30]
+    .venv/bin/python bench/engine_vs_torch.py [--steps 200] [--warmup 30] [--threads N]
 
 Both run in this process on the same thread count: torch is limited to the number of threads
-NumPy's BLAS uses (read with threadpoolctl). Engine and torch alternate in blocks of 20 steps so
-that machine noise hits both alike; the times shown are medians over --steps steps (five times as
-many for the two small models, whose steps are cheap) after --warmup, and the ratio is the median
-over rounds of the ratio of the two blocks' medians in each round (see paired_ratio). The big
-model's achieved GFLOP/s is compared with a plain 1024x1024 float32 matmul raced in the same
-blocks.
+NumPy's BLAS uses (read with threadpoolctl), or both to --threads (a pandamode worker runs its
+BLAS on PANDAMODE_BLAS_THREADS, 1 by default: `--threads 1` measures the engine as a worker runs
+it). Engine and torch alternate in blocks of 20 steps so that machine noise hits both alike; the
+times shown are medians over --steps steps (five times as many for the two small models, whose
+steps are cheap) after --warmup, and the ratio is the median over rounds of the ratio of the two
+blocks' medians in each round (see paired_ratio). The big model's achieved GFLOP/s is compared
+with a plain 1024x1024 float32 matmul raced in the same blocks, and its step is split into the
+matrix products (timed alone, same shapes and layouts) and the rest.
 Peak memory is what tracemalloc sees allocated during one engine step (NumPy reports its array
 buffers to tracemalloc), with the step's buffers already warm.
 """
@@ -26,7 +28,7 @@ from functools import partial
 
 import numpy as np
 import torch
-from threadpoolctl import threadpool_info
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from engine.model import MLP, ModelSpec
 from engine.optim import adam, init_state
@@ -164,6 +166,50 @@ def matmul_reference(n: int = 1024) -> Callable[[int], None]:
     return product
 
 
+def engine_products(sizes: tuple[int, ...], batch: int) -> Callable[[int], None]:
+    """Only the matrix products of an engine step, in the engine's memory layouts: x @ W forward,
+    a.T @ dz for every weight gradient, dz @ W.T for every input gradient but the first."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, sizes[0]), dtype=np.float32)
+    acts = [x] + [np.empty((batch, n), dtype=np.float32, order="F") for n in sizes[1:]]
+    weights = [
+        np.asfortranarray(rng.standard_normal(pair, dtype=np.float32))
+        for pair in itertools.pairwise(sizes)
+    ]
+    grads = [np.empty_like(w, order="F") for w in weights]
+    dxs = [np.empty_like(a, order="F") for a in acts[:-1]]
+
+    def products(j: int) -> None:
+        for i, w in enumerate(weights):
+            np.matmul(acts[i], w, out=acts[i + 1])
+        for i in range(len(weights) - 1, -1, -1):
+            np.matmul(acts[i].T, acts[i + 1], out=grads[i])
+            if i:
+                np.matmul(acts[i + 1], weights[i].T, out=dxs[i])
+
+    return products
+
+
+def torch_products(sizes: tuple[int, ...], batch: int) -> Callable[[int], None]:
+    """The same products as torch.nn.Linear's forward and backward compute them."""
+    gen = torch.Generator().manual_seed(0)
+    acts = [torch.randn(batch, sizes[0], generator=gen)]
+    weights = [torch.randn(o, i, generator=gen) for i, o in itertools.pairwise(sizes)]
+    biases = [torch.zeros(o) for o in sizes[1:]]
+
+    def products(j: int) -> None:
+        with torch.no_grad():
+            outs = list(acts)
+            for w, b in zip(weights, biases, strict=True):
+                outs.append(torch.addmm(b, outs[-1], w.t()))
+            for i in range(len(weights) - 1, -1, -1):
+                outs[i + 1].t().mm(outs[i])
+                if i:
+                    outs[i + 1].mm(weights[i])
+
+    return products
+
+
 def step_flops(sizes: tuple[int, ...], batch: int) -> float:
     """Matmul FLOPs of a step: forward, dW for every layer, dx for all but the first."""
     pairs = [a * b for a, b in itertools.pairwise(sizes)]
@@ -187,7 +233,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200, help="x5 for the two small models")
     parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--threads", type=int, help="BLAS and torch threads (default: BLAS's)")
     args = parser.parse_args()
+    if args.threads is not None:
+        threadpool_limits(limits=args.threads, user_api="blas")
     threads = blas_threads()
     torch.set_num_threads(threads)
     print(f"numpy {np.__version__}, torch {torch.__version__}, threads {threads} (BLAS = torch)")
@@ -198,8 +247,12 @@ def main() -> None:
     for sizes, batch, target, more in CASES:
         racers = contenders(sizes, batch)
         big = sizes == CASES[-1][0]
-        if big:
-            racers.append(matmul_reference())  # raced alongside, so it sees the same noise
+        if big:  # raced alongside, so they see the same noise
+            racers += [
+                matmul_reference(),
+                engine_products(sizes, batch),
+                torch_products(sizes, batch),
+            ]
         timings = race(racers, args.steps * more, args.warmup)
         ours, theirs = timings[0].median, timings[1].median
         ratio = paired_ratio(timings[0], timings[1])
@@ -217,6 +270,13 @@ def main() -> None:
             print(
                 f"{name} step: {achieved:.1f} GFLOP/s achieved; 1024x1024 float32 matmul: "
                 f"{reference:.1f} GFLOP/s; fraction {achieved / reference:.0%} (aim >= 70%)"
+            )
+            ours_mm, theirs_mm = timings[3].median, timings[4].median
+            print(
+                f"{name} where the time goes: matrix products {ours_mm * 1e3:.1f} ms engine, "
+                f"{theirs_mm * 1e3:.1f} ms torch; the rest {(ours - ours_mm) * 1e3:.1f} ms engine "
+                f"(NumPy, one core), {(theirs - theirs_mm) * 1e3:.1f} ms torch "
+                f"({threads} thread(s))"
             )
 
 
