@@ -78,9 +78,17 @@
       const maxRows = Math.max(1, Math.min(MAX_LABEL_ROWS, Math.floor((height / dpr - 4) / 13)));
       // Lines first, labels second (on a light backing), so no line crosses a label.
       const labels = [];
+      const drawn = [];
+      // An event before the first step (a pace set at creation, step 0) stands at the axis's
+      // start while that start is in view, rather than off the chart.
+      const steps = u.data[0];
+      const first = steps.length ? steps[0] : null;
+      const startInView = first !== null && u.scales.x.min <= first;
       for (const ev of shown) {
-        const x = Math.round(u.valToPos(ev.step, "x", true));
+        let x = Math.round(u.valToPos(ev.step, "x", true));
+        if (x < left && startInView && ev.step < first) x = left + dpr;
         if (x < left || x > left + width) continue;
+        drawn.push(ev.id);
         const color = COLORS.marker[ev.type] || "#5d6677";
         ctx.strokeStyle = color;
         ctx.setLineDash([4 * dpr, 3 * dpr]);
@@ -99,6 +107,7 @@
         rowEnds[row] = x0 + w + 4 * dpr;
         labels.push({ text, color, x0, w, y: top + (12 + 13 * row) * dpr });
       }
+      u.root.dataset.markers = drawn.join(" "); // which events are on the chart (tests, debugging)
       ctx.setLineDash([]);
       for (const { text, color, x0, w, y } of labels) {
         ctx.fillStyle = "rgba(255, 255, 255, 0.85)";

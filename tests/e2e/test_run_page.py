@@ -65,6 +65,14 @@ def start_run_from_form(page: Page, server_url: str, api: Api) -> int:
     return run_id
 
 
+def expect_marker_on_charts(page: Page, event_id: int) -> None:
+    """The event's dashed line is drawn on every chart (charts.js lists what it drew)."""
+    for kind in ("loss", "acc", "lr"):
+        expect(page.locator(f"#chart-{kind} .uplot")).to_have_attribute(
+            "data-markers", re.compile(rf"(^| ){event_id}( |$)")
+        )
+
+
 def save_screenshot(page: Page, tmp_path: Path) -> None:
     """docs/screenshot.png is only rewritten on request (UPDATE_SCREENSHOT=1) or when missing,
     so a test run never dirties the tree; otherwise the shot goes to the test's tmp dir."""
@@ -92,6 +100,10 @@ def test_babysit_a_run(browser_page: Page, server_url: str, api: Api, tmp_path: 
         time.sleep(0.25)
     # Evaluations arrive as well (eval_every 100), drawn as the validation series.
     page.wait_for_function("window.pandamode.data.val_loss.some(v => v !== null)")
+    # The pace set at creation (step 0, before the first step) is drawn at the axis's start.
+    creation_pace = next(e for e in api(f"/api/runs/{run_id}/events") if e["type"] == "set_pace")
+    assert creation_pace["step"] == 0
+    expect_marker_on_charts(page, creation_pace["id"])
 
     # Pause: the status says so and the counter stops.
     page.click("#pause")
@@ -118,6 +130,7 @@ def test_babysit_a_run(browser_page: Page, server_url: str, api: Api, tmp_path: 
     marker = page.locator("#event-log li[data-type=set_lr]")
     expect(marker).to_have_count(1)
     expect(marker).to_have_attribute("data-step", str(paused_at))
+    expect_marker_on_charts(page, int(marker.get_attribute("data-id") or 0))
     assert page.evaluate(
         "s => window.pandamode.events.some(e => e.type === 'set_lr' && e.step === s)", paused_at
     )
