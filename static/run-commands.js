@@ -8,6 +8,19 @@
   const ACTIVE = new Set(["queued", "running", "paused"]);
   const $ = (id) => document.getElementById(id);
 
+  // The server's reason for a 4xx, readable: FastAPI's 422 list as "field: message; ...".
+  function describeError(xhr) {
+    try {
+      const detail = JSON.parse(xhr.responseText).detail;
+      if (Array.isArray(detail)) {
+        return detail.map((d) => `${(d.loc || []).filter((p) => p !== "body").join(".")}: ${d.msg}`).join("; ");
+      }
+      return typeof detail === "string" ? detail : JSON.stringify(detail);
+    } catch {
+      return xhr.statusText || "request failed";
+    }
+  }
+
   function init() {
     const lrInput = $("lr-input");
     const lrSlider = $("lr-slider");
@@ -58,17 +71,6 @@
       p.textContent = text;
       $("command-messages").replaceChildren(p);
     }
-    function describeError(xhr) {
-      try {
-        const detail = JSON.parse(xhr.responseText).detail;
-        if (Array.isArray(detail)) {
-          return detail.map((d) => `${(d.loc || []).filter((p) => p !== "body").join(".")}: ${d.msg}`).join("; ");
-        }
-        return typeof detail === "string" ? detail : JSON.stringify(detail);
-      } catch {
-        return xhr.statusText || "request failed";
-      }
-    }
     const controls = $("controls");
     controls.addEventListener("htmx:afterRequest", (e) => {
       const cmd = e.detail.elt.dataset.command;
@@ -98,5 +100,5 @@
     };
   }
 
-  window.PandaCommands = { init };
+  window.PandaCommands = { init, describeError };
 })();

@@ -37,6 +37,12 @@ def wait_counter_above(page: Page, value: int) -> None:
     )
 
 
+def opened_run(page: Page, url: re.Pattern[str] = re.compile(r"/runs/\d+$")) -> int:
+    """Wait for the browser to land on a run page; that run's id."""
+    page.wait_for_url(url)
+    return int(page.url.rsplit("/", 1)[1])
+
+
 def wait_counter_at_least(page: Page, value: int) -> None:
     page.wait_for_function(
         "v => Number(document.getElementById('step-counter').textContent) >= v", arg=value
@@ -53,8 +59,7 @@ def start_run_from_form(page: Page, server_url: str, api: Api) -> int:
     # Constant schedule: the lr the charts show is then exactly the one we set.
     page.fill("textarea[name=advanced]", '{"eval_every": 100, "schedule": "constant"}')
     page.click("#new-run button[type=submit]")
-    page.wait_for_url(re.compile(r"/runs/\d+$"))
-    run_id = int(page.url.rsplit("/", 1)[1])
+    run_id = opened_run(page)
     run = api(f"/api/runs/{run_id}")
     assert run["name"] == "e2e babysitting"
     assert run["config"]["eval_every"] == 100
@@ -260,3 +265,58 @@ def test_diverging_run_shows_gaps_and_status(browser_page: Page, server_url: str
     expect(page.locator("#run-status")).to_contain_text("non-finite")
     expect(page.locator("#event-log li[data-type=diverged]")).to_have_count(1)
     expect(page.locator("#apply-lr")).to_be_disabled()
+
+
+def test_go_back_to_a_checkpoint_with_another_lr(
+    browser_page: Page, server_url: str, api: Api
+) -> None:
+    """Panda mode's way out: fork the run from one of its checkpoints with a new learning rate.
+    The new run opens, says where it came from, and trains at the new rate on the one worker,
+    which the paused parent hands over."""
+    page = browser_page
+    parent = start_run_from_form(page, server_url, api)
+    wait_counter_above(page, 105)  # past the first evaluation (eval_every 100)
+    page.wait_for_function("window.pandamode.data.val_loss.some(v => v !== null)")
+    page.click("#checkpoint")
+    select = page.locator("#fork-step")
+    expect(select.locator("option").first).to_have_attribute("value", re.compile(r"^\d+$"))
+    expect(page.locator("#fork")).to_be_enabled()
+    ckpt_step = int(select.input_value())
+    assert ckpt_step in [c["step"] for c in api(f"/api/runs/{parent}/checkpoints")]
+    expect(select.locator("option").first).to_contain_text(f"step {ckpt_step}")
+    select.focus()  # labels follow the data: the last evaluation (step 100) before it
+    expect(select.locator("option").first).to_contain_text("val loss")
+
+    # A refused fork says why and makes nothing.
+    runs_before = len(api("/api/runs"))
+    page.fill("#fork-lr", "-1")
+    page.click("#fork")
+    expect(page.locator("#fork-messages .error")).to_contain_text("422")
+    expect(page.locator("#fork-messages .error")).to_contain_text("overrides.lr")
+    assert len(api("/api/runs")) == runs_before
+
+    page.fill("#fork-lr", "0.005")
+    page.fill("#fork-name", "lower lr")
+    page.click("#fork")
+    child = opened_run(page, re.compile(rf"/runs/(?!{parent}$)\d+$"))
+    run = api(f"/api/runs/{child}")
+    assert (run["name"], run["parent_id"], run["parent_step"]) == ("lower lr", parent, ckpt_step)
+    expect(page.locator("#run-status")).to_contain_text(f"run {parent} at step {ckpt_step}")
+    lr_events = [e for e in api(f"/api/runs/{child}/events") if e["type"] == "set_lr"]
+    assert [e["lr"] for e in lr_events] == [0.005]
+    assert api(f"/api/runs/{parent}")["status"] == "paused"
+
+    # The parent, paused, makes room: the new run trains on from the checkpoint at the new rate.
+    wait_counter_above(page, ckpt_step + 5)
+    assert page.evaluate("window.pandamode.data.step[0]") == 1, "the parent's steps come along"
+    expect(page.locator("#event-log li[data-type=set_lr]")).to_have_attribute(
+        "data-step", str(ckpt_step)
+    )
+    last_lr = page.evaluate("(() => { const d = window.pandamode.data.lr; return d.at(-1); })()")
+    assert last_lr == pytest.approx(0.005, rel=1e-6)
+
+    for run_id in (child, parent):  # leave the worker free for whatever runs next
+        page.goto(f"{server_url}/runs/{run_id}")
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.click("#stop")
+        expect(page.locator("#status-badge")).to_have_text("stopped")

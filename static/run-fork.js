@@ -1,0 +1,109 @@
+// The fork control of the run page: go back to one of the run's checkpoints and go on in a new
+// run, maybe with another learning rate. The button is htmx (hx-post + json-enc in run.html) and
+// reads its body from body(); this keeps the checkpoint list current, labels each checkpoint
+// with the last evaluation before it, and opens the new run once the server has made it.
+"use strict";
+
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const ACTIVE = new Set(["queued", "running", "paused"]);
+  const panel = $("fork-panel");
+  const runId = Number(panel.dataset.runId);
+  const select = $("fork-step");
+  const button = $("fork");
+  const REFRESH_MS = 3000;
+
+  // The latest validation result at or before `step`, from the rows the page holds (run.js).
+  function evaluationAt(step) {
+    const d = window.pandamode && window.pandamode.data;
+    if (!d) return null;
+    for (let i = d.step.length - 1; i >= 0; i--) {
+      if (d.step[i] > step) continue;
+      if (d.val_loss[i] !== null) return { loss: d.val_loss[i], acc: d.val_acc[i] };
+    }
+    return null;
+  }
+
+  function label(step) {
+    const ev = evaluationAt(step);
+    if (!ev) return `step ${step}`;
+    const acc = ev.acc === null ? "" : `, acc ${PandaCharts.sig(ev.acc)}`;
+    return `step ${step} (val loss ${PandaCharts.sig(ev.loss)}${acc})`;
+  }
+
+  // Labels follow the data: the page may still be loading its history when the list is built.
+  function relabel() {
+    for (const option of select.options) {
+      if (option.value !== "") option.textContent = label(Number(option.value));
+    }
+  }
+
+  // Newest checkpoint first. Not while the list is open: replacing its options would close it.
+  async function refresh() {
+    if (document.activeElement === select) return;
+    let rows;
+    try {
+      const response = await fetch(`/api/runs/${runId}/checkpoints`);
+      if (!response.ok) return;
+      rows = await response.json();
+    } catch {
+      return; // the next refresh tries again
+    }
+    const steps = [...new Set(rows.map((c) => c.step))].sort((a, b) => b - a);
+    const kept = select.value;
+    const options = steps.map((s) => new Option(label(s), String(s)));
+    if (!options.length) options.push(new Option("no checkpoint yet", ""));
+    select.replaceChildren(...options);
+    if (kept !== "" && steps.includes(Number(kept))) select.value = kept;
+    button.disabled = !steps.length;
+  }
+
+  function body() {
+    const request = { step: Number(select.value), overrides: {} };
+    const lr = $("fork-lr").value.trim();
+    if (lr !== "") request.overrides.lr = Number(lr);
+    const name = $("fork-name").value.trim();
+    if (name) request.name = name;
+    return request;
+  }
+
+  function show(text, kind) {
+    const p = document.createElement("p");
+    p.className = kind;
+    p.textContent = text;
+    $("fork-messages").replaceChildren(p);
+  }
+
+  // The new run exists: pause this one if asked (so a single worker moves over), then open it.
+  async function openChild(child) {
+    const status = window.pandamode ? window.pandamode.state.run.status : "";
+    if ($("fork-pause").checked && ACTIVE.has(status) && status !== "paused") {
+      try {
+        await fetch(`/api/runs/${runId}/commands`, {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ type: "pause" }),
+        });
+      } catch { /* the new run is made; this run keeps going */ }
+    }
+    window.location.assign(`/runs/${child.id}`);
+  }
+
+  panel.addEventListener("htmx:afterRequest", (e) => {
+    const xhr = e.detail.xhr;
+    if (e.detail.successful) {
+      const child = JSON.parse(xhr.responseText);
+      show(`run #${child.id} made from step ${child.parent_step}; opening it`, "info");
+      openChild(child);
+    } else if (xhr && xhr.status) {
+      show(`fork refused: HTTP ${xhr.status}: ${PandaCommands.describeError(xhr)}`, "error");
+    }
+  });
+  panel.addEventListener("htmx:sendError", () => show("network error: no fork made", "error"));
+
+  select.addEventListener("pointerdown", relabel);
+  select.addEventListener("focus", relabel);
+  refresh();
+  setInterval(refresh, REFRESH_MS);
+  window.PandaFork = { body, refresh };
+})();
