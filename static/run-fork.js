@@ -13,12 +13,19 @@
   const button = $("fork");
   const REFRESH_MS = 3000;
 
-  // The latest validation result at or before `step`, from the rows the page holds (run.js).
+  // The latest validation result at or before `step`, from the rows the page holds (run.js):
+  // a binary search for the step (rows are in step order), then back to the last evaluation.
   function evaluationAt(step) {
     const d = window.pandamode && window.pandamode.data;
     if (!d) return null;
-    for (let i = d.step.length - 1; i >= 0; i--) {
-      if (d.step[i] > step) continue;
+    let lo = 0;
+    let hi = d.step.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (d.step[mid] <= step) lo = mid + 1;
+      else hi = mid;
+    }
+    for (let i = lo - 1; i >= 0; i--) {
       if (d.val_loss[i] !== null) return { loss: d.val_loss[i], acc: d.val_acc[i] };
     }
     return null;
@@ -32,7 +39,11 @@
   }
 
   // Labels follow the data: the page may still be loading its history when the list is built.
+  let labelledRows = -1;
   function relabel() {
+    const rows = window.pandamode ? window.pandamode.data.step.length : 0;
+    if (rows === labelledRows) return;
+    labelledRows = rows;
     for (const option of select.options) {
       if (option.value !== "") option.textContent = label(Number(option.value));
     }
@@ -54,6 +65,7 @@
     const options = steps.map((s) => new Option(label(s), String(s)));
     if (!options.length) options.push(new Option("no checkpoint yet", ""));
     select.replaceChildren(...options);
+    labelledRows = window.pandamode ? window.pandamode.data.step.length : 0;
     if (kept !== "" && steps.includes(Number(kept))) select.value = kept;
     button.disabled = !steps.length;
   }
@@ -101,9 +113,8 @@
   });
   panel.addEventListener("htmx:sendError", () => show("network error: no fork made", "error"));
 
-  select.addEventListener("pointerdown", relabel);
-  select.addEventListener("focus", relabel);
   refresh();
   setInterval(refresh, REFRESH_MS);
+  setInterval(relabel, 500);
   window.PandaFork = { body, refresh };
 })();

@@ -201,6 +201,8 @@ def test_babysit_a_run(browser_page: Page, server_url: str, api: Api, tmp_path: 
     )
     resumed_rows = data_length(page)
     page.wait_for_function("n => window.pandamode.data.step.length > n", arg=resumed_rows)
+    # The checkpoint list, built before the history arrived, is labelled once it has.
+    expect(page.locator("#fork-step option").first).to_contain_text("val loss")
     save_screenshot(page, tmp_path)
 
     # A second tab gets the same history and streams on its own connection.
@@ -284,7 +286,7 @@ def test_go_back_to_a_checkpoint_with_another_lr(
     ckpt_step = int(select.input_value())
     assert ckpt_step in [c["step"] for c in api(f"/api/runs/{parent}/checkpoints")]
     expect(select.locator("option").first).to_contain_text(f"step {ckpt_step}")
-    select.focus()  # labels follow the data: the last evaluation (step 100) before it
+    # Labelled with the last evaluation before it (step 100).
     expect(select.locator("option").first).to_contain_text("val loss")
 
     # A refused fork says why and makes nothing.
