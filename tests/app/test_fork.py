@@ -30,6 +30,11 @@ def test_fork_continues_bit_for_bit_and_links_parent(
     child = response.json()
     assert child["parent_id"] == parent and child["parent_step"] == 100
     assert child["name"] == "again" and child["step"] == 100 and child["status"] == "queued"
+    rows = client.get("/_runs").text.split("<tr ")
+    child_row = next(r for r in rows if f'data-run-id="{child["id"]}"' in r)
+    assert f'from <a href="/runs/{parent}">#{parent}</a> at step 100' in child_row
+    parent_row = next(r for r in rows if f'data-run-id="{parent}"' in r)
+    assert "from <a" not in parent_row, "the runs list shows each fork's origin"
     wait(lambda: client.get(f"/api/runs/{child['id']}").json()["step"] > 200, what="fork trains")
     client.post(f"/api/runs/{child['id']}/commands", json={"type": "stop"})
     mine = client.get(f"/api/runs/{child['id']}/metrics").json()
