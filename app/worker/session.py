@@ -112,10 +112,11 @@ class RunSession:
         trainer = self._trainer
         while True:
             if self.should_stop():
-                # In the middle of ``step N`` the claim is kept until the lease runs out, since a
-                # released paused run only comes back on a new command; the next worker then
-                # takes the run over and trains the steps still owed (crud.steps_left).
-                self._end(None, checkpoint=True, release=self.control.budget is None)
+                # Paused in the middle of ``step N``, the claim is kept until the lease runs out,
+                # since a released paused run only comes back on a new command; the next worker
+                # then takes the run over and trains the steps still owed (crud.steps_left).
+                stepping = self.control.paused and self.control.budget is not None
+                self._end(None, checkpoint=True, release=not stepping)
                 return "shutdown"
             if trainer.finished:
                 return self._finish()

@@ -78,19 +78,22 @@ def test_step_while_running_pauses_after_exactly_n(
     assert events[-1]["type"] == "paused" and events[-1]["source"] == "worker"
 
 
+@pytest.mark.parametrize("paused_first", [True, False], ids=["from-paused", "while-running"])
 def test_step_budget_survives_a_shutdown_and_a_new_worker(
     client: TestClient,
     start_worker: Callable[[str], Any],
     wait: Wait,
     holds: Callable[..., None],
     tiny: dict[str, Any],
+    paused_first: bool,
 ) -> None:
     created = client.post("/api/runs", json={"config": tiny, "pace": 100})
     rid = created.json()["id"]
     first, thread = start_worker("first")
     wait(lambda: _run(client, rid)["step"] > 5)
-    client.post(f"/api/runs/{rid}/commands", json={"type": "pause"})
-    wait(lambda: _run(client, rid)["status"] == "paused")
+    if paused_first:
+        client.post(f"/api/runs/{rid}/commands", json={"type": "pause"})
+        wait(lambda: _run(client, rid)["status"] == "paused")
     cmd = client.post(f"/api/runs/{rid}/commands", json={"type": "step", "n": 150}).json()
 
     def applied_at() -> int | None:
