@@ -91,7 +91,9 @@ class RunSession:
         self.status = "paused" if self.control.paused else "running"
         idle = self.control.paused and self.control.budget is None
         self._paused_since = time.monotonic() if idle else None
-        with self._transaction() as s:
+        # A run without a checkpoint gets one now (step 0 for a new run): even a run that
+        # diverges within its first steps can then be forked from its start with another rate.
+        with self._transaction(checkpoint=loaded.checkpoint_step is None) as s:
             crud.update_run(s, self.run_id, status=self.status, error=None)
             crud.record_worker_event(
                 s,

@@ -83,3 +83,23 @@ def test_fork_before_any_checkpoint_is_409(client: TestClient, tiny: dict[str, A
     rid = client.post("/api/runs", json={"config": tiny}).json()["id"]
     response = client.post(f"/api/runs/{rid}/fork", json={"step": 10})
     assert response.status_code == 409
+
+
+def test_a_run_that_diverges_at_once_goes_back_to_its_start(
+    client: TestClient, worker: object, wait: Callable[..., Any], tiny: dict[str, Any]
+) -> None:
+    """A worker checkpoints a run when it starts it, so a rate that blows up within the first
+    steps (long before the first periodic checkpoint) can still be retried from step 0."""
+    hot = {**tiny, "hidden": [64, 64], "optimizer": "sgd", "batchnorm": False, "lr": 100.0}
+    rid = client.post("/api/runs", json={"config": hot}).json()["id"]
+    wait(lambda: client.get(f"/api/runs/{rid}").json()["status"] == "diverged", what="diverged")
+    assert client.get(f"/api/runs/{rid}").json()["step"] < 100, "before any periodic checkpoint"
+    assert [c["step"] for c in client.get(f"/api/runs/{rid}/checkpoints").json()] == [0]
+
+    response = client.post(f"/api/runs/{rid}/fork", json={"step": 0, "overrides": {"lr": 0.01}})
+    assert response.status_code == 201, response.text
+    child = response.json()
+    assert child["parent_step"] == 0 and child["step"] == 0
+    wait(lambda: client.get(f"/api/runs/{child['id']}").json()["step"] > 150, what="it trains")
+    assert client.get(f"/api/runs/{child['id']}").json()["status"] == "running"
+    client.post(f"/api/runs/{child['id']}/commands", json={"type": "stop"})

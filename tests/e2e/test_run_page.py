@@ -240,9 +240,9 @@ def test_new_run_form_rejects_bad_input(browser_page: Page, server_url: str, api
     assert len(api("/api/runs")) == runs_before
 
 
-def test_diverging_run_shows_gaps_and_status(browser_page: Page, server_url: str) -> None:
+def test_diverging_run_shows_gaps_and_status(browser_page: Page, server_url: str, api: Api) -> None:
     """A run that blows up: the page says diverged and the non-finite loss is a gap, not a
-    number the chart tries to draw."""
+    number the chart tries to draw; then the user retries it from its start at a lower rate."""
     page = browser_page
     config = {
         "hidden": [64],
@@ -267,6 +267,19 @@ def test_diverging_run_shows_gaps_and_status(browser_page: Page, server_url: str
     expect(page.locator("#run-status")).to_contain_text("non-finite")
     expect(page.locator("#event-log li[data-type=diverged]")).to_have_count(1)
     expect(page.locator("#apply-lr")).to_be_disabled()
+
+    # Panda mode: back to the start (a worker checkpoints step 0) with a rate that can work.
+    diverged = int(page.url.rsplit("/", 1)[1])
+    expect(page.locator("#fork-step option").first).to_have_attribute("value", "0")
+    page.fill("#fork-lr", "0.05")
+    page.click("#fork")
+    retry = opened_run(page, re.compile(rf"/runs/(?!{diverged}$)\d+$"))
+    wait_counter_above(page, 30)
+    expect(page.locator("#status-badge")).to_have_text("running")
+    assert api(f"/api/runs/{retry}")["parent_step"] == 0
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#stop")
+    expect(page.locator("#status-badge")).to_have_text("stopped")
 
 
 def test_go_back_to_a_checkpoint_with_another_lr(
