@@ -9,6 +9,7 @@
     train: "#2f6fdf",
     trainRaw: "rgba(47, 111, 223, 0.22)",
     val: "#d9480f",
+    parent: "#868e96",
     lr: "#6741d9",
     marker: { set_lr: "#6741d9", set_pace: "#2b6cb0", pause: "#b7791f", resume: "#1f8a4c", stop: "#c8312e" },
     nonfinite: "#c8312e",
@@ -182,12 +183,20 @@
 
   function trainValSeries(name, state) {
     const valDots = () => state.evalCount <= MAX_VAL_DOTS;
-    return [
+    const series = [
       { label: "step" },
       { label: `train ${name} (raw)`, stroke: COLORS.trainRaw, width: 1, points: { show: false } },
       { label: `train ${name}`, stroke: COLORS.train, width: 1.5, points: { show: false } },
       { label: `val ${name}`, stroke: COLORS.val, width: 2, spanGaps: true, points: { show: valDots, size: 5 } },
     ];
+    // A fork also shows how its parent's validation went on from the fork step (run.js).
+    if (state.parent) {
+      series.push({
+        label: `run #${state.parent.id} val ${name}`, stroke: COLORS.parent, width: 1.5,
+        dash: [6, 4], spanGaps: true, points: { show: true, size: 4 },
+      });
+    }
+    return series;
   }
 
   // The uPlot options for one chart kind ("loss", "acc", "lr").
@@ -231,8 +240,9 @@
   function columns(kind, state) {
     const d = state.data;
     const s = state.smooth;
-    if (kind === "loss") return [d.step, d.train_loss, s.train_loss, d.val_loss];
-    if (kind === "acc") return [d.step, d.train_acc, s.train_acc, d.val_acc];
+    const p = state.parent;
+    if (kind === "loss") return [d.step, d.train_loss, s.train_loss, d.val_loss, ...(p ? [p.loss] : [])];
+    if (kind === "acc") return [d.step, d.train_acc, s.train_acc, d.val_acc, ...(p ? [p.acc] : [])];
     return [d.step, d.lr];
   }
 

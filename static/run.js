@@ -20,6 +20,12 @@
     nonfinite: [], // steps whose training loss was NaN or infinite
     evalCount: 0, // rows with a validation result (charts.js dots them while they are few)
     zoom: null, // {min, max} of the step axis while the user has zoomed in
+    // A fork's parent: its validation results after the fork step (step -> {loss, acc}), laid
+    // out on this run's steps so the charts can draw them as one more series (charts.js).
+    parent:
+      run.parent_id === null || run.parent_id === undefined
+        ? null
+        : { id: run.parent_id, from: run.parent_step || 0, val: new Map(), loss: [], acc: [] },
   };
   const charts = {};
   const commands = PandaCommands.init(); // the worker controls (run-commands.js)
@@ -104,6 +110,48 @@
     });
   }
 
+  // The parent's evaluations after the fork step, again every few seconds while it trains.
+  const PARENT_POLL_MS = 5000;
+  async function loadParent() {
+    const p = state.parent;
+    let active = false;
+    try {
+      const [metrics, parentRun] = await Promise.all([
+        fetch(`/api/runs/${p.id}/metrics?after=${p.from}&max_points=2000`),
+        fetch(`/api/runs/${p.id}`),
+      ]);
+      if (metrics.ok) {
+        const cols = parseJSON(await metrics.text());
+        const val = new Map();
+        (cols.step || []).forEach((step, i) => {
+          const loss = finite(cols.val_loss[i]);
+          const acc = finite(cols.val_acc[i]);
+          if (loss !== null || acc !== null) val.set(step, { loss, acc });
+        });
+        p.val = val;
+        p.loss.length = 0; // re-laid out on this run's steps at the next redraw
+        p.acc.length = 0;
+        schedule();
+      }
+      if (parentRun.ok) active = ACTIVE.has(parseJSON(await parentRun.text()).status);
+    } catch (err) {
+      active = true; // try again later
+    }
+    if (active) setTimeout(loadParent, PARENT_POLL_MS);
+  }
+
+  // The parent's values at this run's steps, for the rows not laid out yet.
+  function alignParent() {
+    const p = state.parent;
+    if (!p) return;
+    const steps = state.data.step;
+    for (let i = p.loss.length; i < steps.length; i++) {
+      const v = p.val.get(steps[i]);
+      p.loss.push(v ? v.loss : null);
+      p.acc.push(v ? v.acc : null);
+    }
+  }
+
   // Events recorded before the page opened (the stream then sends changes).
   async function loadEvents() {
     try {
@@ -137,6 +185,7 @@
     for (const key of ["train_loss", "train_acc"]) {
       PandaCharts.smoothInto(state.data[key], state.smooth[key], state.ema[key], state.weight);
     }
+    alignParent();
     for (const [kind, chart] of Object.entries(charts)) {
       chart.setData(PandaCharts.columns(kind, state), state.zoom === null);
       if (state.zoom !== null) chart.setScale("x", state.zoom);
@@ -194,6 +243,7 @@
     chart.setSeries(1, { show: train });
     chart.setSeries(2, { show: train });
     chart.setSeries(3, { show: val });
+    if (state.parent) chart.setSeries(4, { show: $("show-parent").checked });
   }
 
   // ---- the event log (the markers' DOM trace) -----------------------------------------------
@@ -232,8 +282,9 @@
     makeChart("loss"); // a scale's distribution is fixed at creation
     schedule();
   });
-  for (const id of ["show-train", "show-val"]) {
-    $(id).addEventListener("change", () => ["loss", "acc"].forEach(applyVisibility));
+  for (const id of ["show-train", "show-val", "show-parent"]) {
+    const box = $(id);
+    if (box) box.addEventListener("change", () => ["loss", "acc"].forEach(applyVisibility));
   }
   window.addEventListener("resize", () => {
     for (const [kind, chart] of Object.entries(charts)) {
@@ -255,5 +306,6 @@
   ["loss", "acc", "lr"].forEach(makeChart);
   applyStatus(run);
   loadEvents();
+  if (state.parent) loadParent();
   openStream();
 })();

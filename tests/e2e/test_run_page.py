@@ -310,6 +310,7 @@ def test_go_back_to_a_checkpoint_with_another_lr(
     expect(page.locator("#fork-messages .error")).to_contain_text("overrides.lr")
     assert len(api("/api/runs")) == runs_before
 
+    wait_counter_above(page, 205)  # the parent evaluates once more (step 200) after it
     page.fill("#fork-lr", "0.005")
     page.fill("#fork-name", "lower lr")
     page.click("#fork")
@@ -329,6 +330,17 @@ def test_go_back_to_a_checkpoint_with_another_lr(
     )
     last_lr = page.evaluate("(() => { const d = window.pandamode.data.lr; return d.at(-1); })()")
     assert last_lr == pytest.approx(0.005, rel=1e-6)
+
+    # The parent's validation from the fork on is drawn alongside, step for step.
+    wait_counter_above(page, 200)
+    parent_rows = api(f"/api/runs/{parent}/metrics?after={ckpt_step}")
+    parent_val = parent_rows["val_loss"][parent_rows["step"].index(200)]
+    expect(page.locator("#chart-loss .u-legend")).to_contain_text(f"run #{parent} val loss")
+    page.wait_for_function(
+        "v => { const s = window.pandamode.state, i = s.data.step.indexOf(200);"
+        " return i >= 0 && s.parent.loss[i] === v; }",
+        arg=parent_val,
+    )
 
     for run_id in (child, parent):  # leave the worker free for whatever runs next
         page.goto(f"{server_url}/runs/{run_id}")
