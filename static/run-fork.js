@@ -49,9 +49,12 @@
     }
   }
 
-  // Newest checkpoint first. Not while the list is open: replacing its options would close it.
+  // Newest checkpoint first. Not while the list is open: replacing its options would close it,
+  // and not again once the run has settled (it makes no more checkpoints; an idle page is quiet).
+  let final = false; // loaded after the run settled: the list cannot change any more
   async function refresh() {
-    if (document.activeElement === select) return;
+    if (final || document.activeElement === select) return;
+    const status = window.pandamode ? window.pandamode.state.run.status : "";
     let rows;
     try {
       const response = await fetch(`/api/runs/${runId}/checkpoints`);
@@ -65,6 +68,7 @@
     const options = steps.map((s) => new Option(label(s), String(s)));
     if (!options.length) options.push(new Option("no checkpoint yet", ""));
     select.replaceChildren(...options);
+    final = !ACTIVE.has(status);
     labelledRows = window.pandamode ? window.pandamode.data.step.length : 0;
     if (kept !== "" && steps.includes(Number(kept))) select.value = kept;
     button.disabled = !steps.length;
