@@ -31,11 +31,21 @@
     return null;
   }
 
-  function label(step) {
-    const ev = evaluationAt(step);
-    if (!ev) return `step ${step}`;
-    const acc = ev.acc === null ? "" : `, acc ${PandaCharts.sig(ev.acc)}`;
-    return `step ${step} (val loss ${PandaCharts.sig(ev.loss)}${acc})`;
+  // One label per checkpoint step; the one with the lowest validation loss says "best", since
+  // that is usually the checkpoint to go back to.
+  function labels(steps) {
+    const evs = steps.map(evaluationAt);
+    let best = -1;
+    evs.forEach((ev, i) => {
+      if (ev && ev.loss !== null && (best < 0 || ev.loss < evs[best].loss)) best = i;
+    });
+    return steps.map((step, i) => {
+      const ev = evs[i];
+      if (!ev) return `step ${step}`;
+      const acc = ev.acc === null ? "" : `, acc ${PandaCharts.sig(ev.acc)}`;
+      const mark = i === best && steps.length > 1 ? " · best" : "";
+      return `step ${step} (val loss ${PandaCharts.sig(ev.loss)}${acc})${mark}`;
+    });
   }
 
   // Labels follow the data: the page may still be loading its history when the list is built.
@@ -44,14 +54,16 @@
     const rows = window.pandamode ? window.pandamode.data.step.length : 0;
     if (rows === labelledRows) return;
     labelledRows = rows;
-    for (const option of select.options) {
-      if (option.value !== "") option.textContent = label(Number(option.value));
-    }
+    const options = [...select.options].filter((o) => o.value !== "");
+    const texts = labels(options.map((o) => Number(o.value)));
+    options.forEach((option, i) => (option.textContent = texts[i]));
   }
 
   // Newest checkpoint first. Not while the list is open: replacing its options would close it,
   // and not again once the run has settled (it makes no more checkpoints; an idle page is quiet).
   let final = false; // loaded after the run settled: the list cannot change any more
+  let chosen = false; // the user picked a checkpoint: keep it; until then, the newest
+  select.addEventListener("change", () => (chosen = true));
   async function refresh() {
     if (final || document.activeElement === select) return;
     const status = window.pandamode ? window.pandamode.state.run.status : "";
@@ -65,12 +77,13 @@
     }
     const steps = [...new Set(rows.map((c) => c.step))].sort((a, b) => b - a);
     const kept = select.value;
-    const options = steps.map((s) => new Option(label(s), String(s)));
+    const texts = labels(steps);
+    const options = steps.map((s, i) => new Option(texts[i], String(s)));
     if (!options.length) options.push(new Option("no checkpoint yet", ""));
     select.replaceChildren(...options);
     final = !ACTIVE.has(status);
     labelledRows = window.pandamode ? window.pandamode.data.step.length : 0;
-    if (kept !== "" && steps.includes(Number(kept))) select.value = kept;
+    if (chosen && kept !== "" && steps.includes(Number(kept))) select.value = kept;
     button.disabled = !steps.length;
   }
 

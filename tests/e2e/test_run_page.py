@@ -294,13 +294,18 @@ def test_go_back_to_a_checkpoint_with_another_lr(
     page.wait_for_function("window.pandamode.data.val_loss.some(v => v !== null)")
     page.click("#checkpoint")
     select = page.locator("#fork-step")
-    expect(select.locator("option").first).to_have_attribute("value", re.compile(r"^\d+$"))
+    # Newest first: the one just asked for, above the one a worker makes when it starts a run.
+    expect(select.locator("option").first).to_have_attribute("value", re.compile(r"^[1-9]\d*$"))
     expect(page.locator("#fork")).to_be_enabled()
     ckpt_step = int(select.input_value())
     assert ckpt_step in [c["step"] for c in api(f"/api/runs/{parent}/checkpoints")]
     expect(select.locator("option").first).to_contain_text(f"step {ckpt_step}")
-    # Labelled with the last evaluation before it (step 100).
+    # Labelled with the last evaluation before it (step 100); of the checkpoints with one, the
+    # lowest validation loss is marked (step 0, the start, has none).
     expect(select.locator("option").first).to_contain_text("val loss")
+    expect(select.locator("option", has_text="best")).to_have_count(1)
+    expect(select.locator("option", has_text="best")).to_have_attribute("value", str(ckpt_step))
+    expect(select.locator("option[value='0']")).to_have_text("step 0")
 
     # A refused fork says why and makes nothing.
     runs_before = len(api("/api/runs"))
