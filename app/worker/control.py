@@ -39,6 +39,11 @@ class Control:
             return self.budget > 0
         return not self.paused
 
+    @property
+    def idle(self) -> bool:
+        """Paused with no ``step N`` steps owed: nothing to train until a command comes."""
+        return self.paused and self.budget is None
+
     def count_step(self) -> bool:
         """Account for one step; True when a ``step N`` budget just ran out (pause now)."""
         if self.budget is None:

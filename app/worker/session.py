@@ -89,8 +89,7 @@ class RunSession:
         self.control.paused = loaded.status == "paused"
         self.control.budget = loaded.steps_left
         self.status = "paused" if self.control.paused else "running"
-        idle = self.control.paused and self.control.budget is None
-        self._paused_since = time.monotonic() if idle else None
+        self._paused_since = time.monotonic() if self.control.idle else None
         # A run without a checkpoint gets one now (step 0 for a new run): even a run that
         # diverges within its first steps can then be forked from its start with another rate.
         with self._transaction(checkpoint=loaded.checkpoint_step is None) as s:
@@ -117,7 +116,7 @@ class RunSession:
                 # Paused in the middle of ``step N``, the claim is kept until the lease runs out,
                 # since a released paused run only comes back on a new command; the next worker
                 # then takes the run over and trains the steps still owed (crud.steps_left).
-                stepping = self.control.paused and self.control.budget is not None
+                stepping = self.control.paused and not self.control.idle
                 self._end(None, checkpoint=True, release=not stepping)
                 return "shutdown"
             if trainer.finished:
@@ -217,7 +216,7 @@ class RunSession:
             crud.update_run(s, self.run_id, status=new)
             if new == "stopped":
                 self.writer.release_requested = True
-        if control.paused and control.budget is None:
+        if control.idle:
             self._paused_since = self._paused_since or time.monotonic()
         else:
             self._paused_since = None
