@@ -5,8 +5,16 @@
 "use strict";
 
 (function () {
-  const ACTIVE = new Set(["queued", "running", "paused"]);
+  const ACTIVE = new Set(["queued", "running", "paused"]); // a run in these may still change
   const $ = (id) => document.getElementById(id);
+
+  // One line in a messages area (role=status): a confirmation ("info") or a refusal ("error").
+  function showMessage(box, text, kind) {
+    const p = document.createElement("p");
+    p.className = kind;
+    p.textContent = text;
+    box.replaceChildren(p);
+  }
 
   // The server's reason for a 4xx, readable: FastAPI's 422 list as "field: message; ...".
   function describeError(xhr) {
@@ -65,12 +73,7 @@
     }
 
     // Answers to the htmx command buttons: a short confirmation, or the server's reason.
-    function showMessage(text, kind) {
-      const p = document.createElement("p");
-      p.className = kind;
-      p.textContent = text;
-      $("command-messages").replaceChildren(p);
-    }
+    const show = (text, kind) => showMessage($("command-messages"), text, kind);
     const controls = $("controls");
     controls.addEventListener("htmx:afterRequest", (e) => {
       const cmd = e.detail.elt.dataset.command;
@@ -80,12 +83,12 @@
         try {
           id = ` (command #${JSON.parse(xhr.responseText).id})`;
         } catch { /* the id is a nicety */ }
-        showMessage(`${cmd} sent${id}`, "info");
+        show(`${cmd} sent${id}`, "info");
       } else if (xhr && xhr.status) {
-        showMessage(`${cmd} refused: HTTP ${xhr.status}: ${describeError(xhr)}`, "error");
+        show(`${cmd} refused: HTTP ${xhr.status}: ${describeError(xhr)}`, "error");
       }
     });
-    controls.addEventListener("htmx:sendError", () => showMessage("network error: command not sent", "error"));
+    controls.addEventListener("htmx:sendError", () => show("network error: command not sent", "error"));
 
     return {
       // Called with every run object the page receives (page load and SSE status).
@@ -100,5 +103,5 @@
     };
   }
 
-  window.PandaCommands = { init, describeError };
+  window.PandaCommands = { init, describeError, showMessage, ACTIVE };
 })();

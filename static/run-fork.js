@@ -6,7 +6,7 @@
 
 (function () {
   const $ = (id) => document.getElementById(id);
-  const ACTIVE = new Set(["queued", "running", "paused"]);
+  const { ACTIVE } = PandaCommands;
   const panel = $("fork-panel");
   const runId = Number(panel.dataset.runId);
   const select = $("fork-step");
@@ -96,12 +96,7 @@
     return request;
   }
 
-  function show(text, kind) {
-    const p = document.createElement("p");
-    p.className = kind;
-    p.textContent = text;
-    $("fork-messages").replaceChildren(p);
-  }
+  const show = (text, kind) => PandaCommands.showMessage($("fork-messages"), text, kind);
 
   // The new run exists: pause this one if asked (so a single worker moves over), then open it.
   async function openChild(child) {

@@ -6,7 +6,7 @@
 (function () {
   const run = JSON.parse(document.getElementById("run-data").textContent);
   const COLUMNS = ["step", "time", "lr", "train_loss", "train_acc", "val_loss", "val_acc"];
-  const ACTIVE = new Set(["queued", "running", "paused"]);
+  const { ACTIVE } = PandaCommands;
   const $ = (id) => document.getElementById(id);
 
   const state = {
