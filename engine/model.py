@@ -199,15 +199,19 @@ class MLP:
 
     def backward(self, dlogits: Array, caches: list[dict[str, Any]]) -> None:
         """Fill `grad` (and so `grads`) from dlogits (N, C), undoing the layers in reverse."""
-        g = self.grads
-        i = self.n_layers
-        need_dx = i > 1
-        dx_buf = self._buf(f"dh{i}", caches[-1]["affine"][0].shape) if need_dx else None
-        dh, _, _ = L.affine_backward(
-            dlogits, caches[-1]["affine"], need_dx=need_dx, dx=dx_buf, dw=g[f"W{i}"], db=g[f"b{i}"]
-        )
+        dh = self._affine_backward(self.n_layers, dlogits, caches[-1]["affine"])
         for i in range(self.n_layers - 1, 0, -1):
             dh = self._hidden_backward(i, dh, caches[i - 1])
+
+    def _affine_backward(self, i: int, dout: Array, cache: Any) -> Array | None:
+        """Layer i's affine backward into its gradient views; no input gradient for layer 1."""
+        g = self.grads
+        need_dx = i > 1
+        dx_buf = self._buf(f"dh{i}", cache[0].shape) if need_dx else None
+        dx, _, _ = L.affine_backward(
+            dout, cache, need_dx=need_dx, dx=dx_buf, dw=g[f"W{i}"], db=g[f"b{i}"]
+        )
+        return dx
 
     def _hidden_backward(self, i: int, dh: Array, cache: dict[str, Any]) -> Array | None:
         spec, g = self.spec, self.grads
@@ -227,13 +231,7 @@ class MLP:
             elif part == "act":
                 back = L.relu_backward if spec.activation == "relu" else L.tanh_backward
                 dh = back(dh, cache["act"], dx=self._buf(f"dact{i}", shape))
-        x_shape = cache["affine"][0].shape
-        need_dx = i > 1
-        dx_buf = self._buf(f"dh{i}", x_shape) if need_dx else None
-        dx, _, _ = L.affine_backward(
-            dh, cache["affine"], need_dx=need_dx, dx=dx_buf, dw=g[f"W{i}"], db=g[f"b{i}"]
-        )
-        return dx
+        return self._affine_backward(i, dh, cache["affine"])
 
     def loss_and_grad(
         self,
