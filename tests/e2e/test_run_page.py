@@ -257,7 +257,7 @@ def test_diverging_run_shows_gaps_and_status(browser_page: Page, server_url: str
     page.fill("input[name=name]", "too hot")
     page.fill("textarea[name=advanced]", json.dumps(config))
     page.click("#new-run button[type=submit]")
-    page.wait_for_url(re.compile(r"/runs/\d+$"))
+    diverged = opened_run(page)
     expect(page.locator("#status-badge")).to_have_text("diverged", timeout=30_000)
     page.wait_for_function("window.pandamode.state.nonfinite.length > 0")
     last_loss = page.evaluate(
@@ -269,7 +269,6 @@ def test_diverging_run_shows_gaps_and_status(browser_page: Page, server_url: str
     expect(page.locator("#apply-lr")).to_be_disabled()
 
     # Panda mode: back to the start (a worker checkpoints step 0) with a rate that can work.
-    diverged = int(page.url.rsplit("/", 1)[1])
     expect(page.locator("#fork-step option").first).to_have_attribute("value", "0")
     page.fill("#fork-lr", "0.05")
     page.click("#fork")
