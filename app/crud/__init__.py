@@ -40,6 +40,7 @@ from app.crud.metrics import (
     last_metrics,
     metric_rows,
     metrics_after,
+    metrics_overview,
 )
 from app.crud.runs import (
     create_run,
@@ -76,6 +77,7 @@ __all__ = [
     "mark_applied",
     "metric_rows",
     "metrics_after",
+    "metrics_overview",
     "now",
     "pending_commands",
     "prune_checkpoints",

@@ -53,14 +53,21 @@ def append_metrics(session: Session, run_id: int, rows: list[dict[str, Any]]) ->
 
 
 def metric_rows(
-    session: Session, run_id: int, *, after: int = 0, limit: int | None = None
+    session: Session,
+    run_id: int,
+    *,
+    after: int = 0,
+    before: int | None = None,
+    limit: int | None = None,
 ) -> list[Row]:
-    """Rows with step > after, in step order, as tuples in ``app.series.COLUMNS`` order."""
+    """Rows with after < step < before, in step order, as tuples in ``app.series.COLUMNS`` order."""
     stmt = (
         select(*_ROW_COLUMNS)
         .where(Metric.run_id == run_id, Metric.step > after)
         .order_by(Metric.step)
     )
+    if before is not None:
+        stmt = stmt.where(Metric.step < before)
     if limit is not None:
         stmt = stmt.limit(limit)
     return [restore_nan(r) for r in session.execute(stmt)]
@@ -85,6 +92,18 @@ def metrics_after(
     if max_points is not None:
         rows = downsample(rows, max_points)
     return to_columns(rows)
+
+
+def metrics_overview(
+    session: Session,
+    run_id: int,
+    *,
+    after: int = 0,
+    before: int | None = None,
+    max_points: int = 2000,
+) -> list[Row]:
+    """At most about ``max_points`` rows over after < step < before keeping spikes (min-max)."""
+    return downsample(metric_rows(session, run_id, after=after, before=before), max_points)
 
 
 def last_metrics(session: Session, run_id: int) -> dict[str, Any]:
