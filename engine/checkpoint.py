@@ -1,23 +1,33 @@
 """What a Trainer's state_dict holds, and how it is put back.
 
 Kept apart from trainer.py so the list of "everything" is in one short place: parameters, BN
-running statistics, optimizer moments and step counter, base lr, schedule position (the step
-count), data order (this epoch's permutation and the batch cursor) and the RNG state.
+running statistics, optimizer moments and step counter, the learning-rate anchor, schedule
+position (the step count), data order (this epoch's permutation and the batch cursor) and the RNG
+state.
+
+The learning rate is stored as the anchor ``lr_anchor = {"step": t0, "lr": X}`` (see
+engine/schedules.py). States written before anchors existed hold only ``base_lr`` (b, scaled by
+the schedule from the start), which is the anchor (0, b): they load and mean what they meant.
+``base_lr`` is still written (the rate at factor 1, or the anchor's rate where there is none), so
+an older reader of a new state gets the same rates wherever the schedule's factor was not 0.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from engine.schedules import LrAnchor
 
 if TYPE_CHECKING:
     from engine.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
-__all__ = ["load_trainer_state", "trainer_state"]
+__all__ = ["load_trainer_state", "lr_anchor_of", "trainer_state"]
 
 STATE_VERSION = 1
 
@@ -31,7 +41,8 @@ def trainer_state(t: Trainer) -> dict[str, Any]:
         "params": {k: v.copy() for k, v in t.model.params.items()},
         "running": {k: v.copy() for k, v in t.model.running.items()},
         "optim": {"name": t.cfg.optimizer, "t": int(t.opt_state["t"]), "slots": opt},
-        "base_lr": t.lr,
+        "base_lr": t.lr_base if t.lr_base is not None else t.lr_anchor.lr,
+        "lr_anchor": {"step": t.lr_anchor.step, "lr": t.lr_anchor.lr},
         "step_count": t.step_count,
         "data": {
             "epoch_index": t._epoch_index,
@@ -41,6 +52,14 @@ def trainer_state(t: Trainer) -> dict[str, Any]:
         },
         "rng": t.rng.bit_generator.state,
     }
+
+
+def lr_anchor_of(state: dict[str, Any]) -> LrAnchor:
+    """The learning-rate anchor a state holds; (0, base_lr) for a state older than anchors."""
+    anchor = state.get("lr_anchor")
+    if isinstance(anchor, dict):
+        return LrAnchor(int(anchor["step"]), float(anchor["lr"]))
+    return LrAnchor(0, float(state["base_lr"]))
 
 
 def _copy_into(dest: dict[str, np.ndarray], src: dict[str, Any], what: str) -> None:
@@ -77,7 +96,10 @@ def load_trainer_state(t: Trainer, state: dict[str, Any]) -> None:
         t.opt_state["t"] = int(optim["t"])
     else:
         log.info("optimizer changed from %s to %s: fresh moments", optim["name"], t.cfg.optimizer)
-    t.set_lr(float(state["base_lr"]))
+    anchor = lr_anchor_of(state)
+    if not (math.isfinite(anchor.lr) and anchor.lr > 0.0 and anchor.step >= 0):
+        raise ValueError(f"state holds an invalid learning rate anchor {anchor}")
+    t.lr_anchor = anchor
     t.step_count = int(state["step_count"])
     t._epoch_index = int(data["epoch_index"])
     t._cursor = int(data["cursor"])

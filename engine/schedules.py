@@ -1,16 +1,29 @@
-"""Learning-rate schedules as multiplicative factors of the step position.
+"""Learning-rate schedules as multiplicative factors of the step position, and the anchor rule.
 
-effective lr of step k (1-based) = base lr * factor(k - 1), where k - 1 is the number of steps
-completed before it. The base rate is whatever the user last set (`Trainer.set_lr`); the position
-never resets, so a live override changes the level and the schedule keeps its shape from where
-it is.
+A schedule is a factor f(t) of the position t (steps completed), with f(0) = 1 and f never
+increasing. The rate itself is pinned by an *anchor* (t0, X): "the step after t0 trains at exactly
+X". From there the schedule scales the rate relative to the anchor:
+
+    lr(t) = X * (f(t) / f(t0))            for t >= t0
+    lr(t) = X                             when f(t0) == 0 (nothing left to scale)
+
+A new run is anchored at (0, cfg.lr), so its rate is cfg.lr * f(t), the textbook schedule. A live
+``Trainer.set_lr(X)`` at position t0 moves the anchor to (t0, X): the next step trains at exactly
+X (f(t0) / f(t0) is exactly 1), and the schedule keeps its shape from there on. That is what makes
+the learning-rate field honest: the number a user types is the number the next step uses.
 """
 
 from __future__ import annotations
 
 import math
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-__all__ = ["SCHEDULES", "lr_factor"]
+if TYPE_CHECKING:
+    from engine.config import RunConfig
+
+__all__ = ["SCHEDULES", "LrAnchor", "Schedule", "lr_factor"]
 
 SCHEDULES = ("constant", "step", "exponential", "cosine")
 
@@ -42,3 +55,58 @@ def lr_factor(
         progress = min(t, total) / max(total, 1)
         return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
     raise ValueError(f"unknown schedule {name!r}; expected one of {SCHEDULES}")
+
+
+@dataclass(frozen=True, slots=True)
+class LrAnchor:
+    """The step after position ``step`` trains at exactly ``lr``; the schedule scales from there."""
+
+    step: int
+    lr: float
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """One run's schedule: a pure function of the position, given the run's length ``total``.
+
+    Kept apart from the Trainer so the web app can say how a rate is made ("0.0046 = 0.01 x
+    cosine 0.46") from a run's config and step alone, with the very same arithmetic.
+    """
+
+    name: str
+    total: int
+    step_size: int = 1000
+    gamma: float = 0.5
+    min_factor: float = 0.0
+
+    @classmethod
+    def of(cls, cfg: RunConfig, total: int) -> Schedule:
+        """The schedule a config asks for, on a run of ``total`` steps."""
+        return cls(cfg.schedule, total, cfg.lr_step_size, cfg.lr_gamma, cfg.lr_min_factor)
+
+    def factor(self, t: int) -> float:
+        """f(t): the factor of the step after position t (1 at t = 0)."""
+        return lr_factor(
+            self.name,
+            t,
+            total=self.total,
+            step_size=self.step_size,
+            gamma=self.gamma,
+            min_factor=self.min_factor,
+        )
+
+    def rate(self, anchor: LrAnchor, t: int) -> float:
+        """The rate of the step after position t >= anchor.step (see the module docstring)."""
+        f0 = self.factor(anchor.step)
+        if f0 == 0.0:
+            return anchor.lr
+        return anchor.lr * (self.factor(t) / f0)
+
+    def base(self, anchor: LrAnchor) -> float | None:
+        """The rate at factor 1 (lr = base x f(t)); None when the anchor sits where f is 0 (or
+        so small that the base would not be a normal finite number)."""
+        f0 = self.factor(anchor.step)
+        if f0 < sys.float_info.min:
+            return None
+        base = anchor.lr / f0
+        return base if math.isfinite(base) else None

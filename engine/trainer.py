@@ -20,7 +20,7 @@ from engine.config import RunConfig
 from engine.data import Dataset, load_dataset
 from engine.model import MLP, ModelSpec
 from engine.optim import OPTIMIZERS, Update, init_state
-from engine.schedules import lr_factor
+from engine.schedules import LrAnchor, Schedule
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,13 @@ def model_spec(cfg: RunConfig, n_in: int, n_out: int) -> ModelSpec:
     )
 
 
+def _checked_lr(lr: float) -> float:
+    lr = float(lr)
+    if not (math.isfinite(lr) and lr > 0.0):
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+    return lr
+
+
 class Trainer:
     """A run in progress: data, model, optimizer state, schedule position, RNG, data cursor."""
 
@@ -117,11 +124,12 @@ class Trainer:
         self.model = MLP(model_spec(cfg, self.data.n_features, self.data.n_classes), self.rng)
         self._update = partial(OPTIMIZERS[cfg.optimizer], **_hyper(cfg))
         self.opt_state = init_state(cfg.optimizer, self.model.theta)
-        self._base_lr = float(cfg.lr)
         self.step_count = 0
         n = self.data.x_train.shape[0]
         self.steps_per_epoch = steps_per_epoch(n, cfg.batch_size)
         self.total_steps = cfg.max_steps or cfg.epochs * self.steps_per_epoch
+        self.schedule = Schedule.of(cfg, self.total_steps)
+        self.lr_anchor = LrAnchor(0, float(cfg.lr))
         self._epoch_index = 0
         self._cursor = 0
         self._perm = np.zeros(0, dtype=np.int64)
@@ -145,28 +153,41 @@ class Trainer:
 
     @property
     def lr(self) -> float:
-        """The base learning rate the user last set (the schedule multiplies it)."""
-        return self._base_lr
+        """The rate the next step trains at (the same as ``current_lr()``)."""
+        return self.current_lr()
+
+    @property
+    def lr_base(self) -> float | None:
+        """The rate at schedule factor 1 (lr = lr_base x lr_factor); None when the rate is not of
+        that form (set where the schedule's factor was 0, see engine/schedules.py)."""
+        return self.schedule.base(self.lr_anchor)
+
+    @property
+    def lr_factor(self) -> float:
+        """The schedule's factor at the next step."""
+        return self.schedule.factor(self.step_count)
 
     def set_lr(self, lr: float) -> None:
-        """Live override of the base rate; the schedule continues from its current position."""
-        lr = float(lr)
-        if not (math.isfinite(lr) and lr > 0.0):
-            raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
-        self._base_lr = lr
+        """The next step trains at exactly ``lr``; the schedule then continues relative to it.
+
+        Setting the rate the next step would use anyway changes nothing (the anchor stays), so
+        applying an unchanged value is a true no-op.
+        """
+        lr = _checked_lr(lr)
+        if lr != self.current_lr():
+            self.lr_anchor = LrAnchor(self.step_count, lr)
+
+    def set_lr_base(self, base: float) -> None:
+        """The rule before anchors: ``base`` x the schedule's factor, from the start of the run.
+
+        Kept for what older versions recorded (a checkpoint's ``base_lr``, a ``set_lr`` applied
+        by an older worker), which must go on meaning what it meant.
+        """
+        self.lr_anchor = LrAnchor(0, _checked_lr(base))
 
     def current_lr(self) -> float:
-        """The rate the next step will use: base rate times the schedule factor."""
-        cfg = self.cfg
-        factor = lr_factor(
-            cfg.schedule,
-            self.step_count,
-            total=self.total_steps,
-            step_size=cfg.lr_step_size,
-            gamma=cfg.lr_gamma,
-            min_factor=cfg.lr_min_factor,
-        )
-        return self._base_lr * factor
+        """The rate the next step will use (see engine/schedules.py for the anchor rule)."""
+        return self.schedule.rate(self.lr_anchor, self.step_count)
 
     def _next_indices(self) -> Array:
         """Row indices of the next mini-batch; reshuffles (run RNG) when an epoch starts."""

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from engine import RunConfig, Trainer, state_from_bytes, state_to_bytes
+from engine.checkpoint import lr_anchor_of
+from engine.schedules import LrAnchor, lr_factor
 
 TOTAL = 60
 
@@ -26,13 +28,15 @@ def test_save_load_continue_is_bit_for_bit(optimizer: str, k: int) -> None:
     )
     reference = Trainer(cfg)
     ref_losses = _losses(reference, k)
-    reference.set_lr(reference.lr * 0.5)  # a live override before the save point counts too
+    new_lr = reference.lr * 0.5
+    reference.set_lr(new_lr)  # a live override before the save point counts too
     blob = state_to_bytes(reference.state_dict())
     ref_losses += _losses(reference, TOTAL - k)
 
     resumed = Trainer(cfg)
     resumed.load_state_dict(state_from_bytes(blob))
-    assert resumed.step_count == k and resumed.lr == cfg.lr * 0.5
+    assert resumed.step_count == k and resumed.lr == new_lr
+    assert resumed.lr_anchor == reference.lr_anchor
     tail = _losses(resumed, TOTAL - k)
     assert tail == ref_losses[k:]  # exact equality, not approx
     np.testing.assert_array_equal(resumed.model.theta, reference.model.theta)
@@ -46,7 +50,7 @@ def test_state_dict_holds_everything_and_is_a_copy() -> None:
     t = Trainer(RunConfig(max_steps=10))
     _losses(t, 3)
     state = t.state_dict()
-    assert set(state) >= {"params", "running", "optim", "base_lr", "step_count", "data", "rng"}
+    assert set(state) >= {"params", "running", "optim", "lr_anchor", "step_count", "data", "rng"}
     assert set(state["optim"]["slots"]) == {"m", "v"} and state["optim"]["t"] == 3
     assert state["data"]["cursor"] == 3 and len(state["data"]["perm"]) == t.data.x_train.shape[0]
     w1 = state["params"]["W1"].copy()
@@ -80,3 +84,46 @@ def test_round_trip_without_batchnorm_or_moments() -> None:
     resumed = Trainer(cfg)
     resumed.load_state_dict(state_from_bytes(state_to_bytes(reference.state_dict())))
     assert _losses(resumed, 20) == _losses(reference, 20)
+
+
+def test_resume_after_a_set_lr_keeps_its_anchor_bit_for_bit() -> None:
+    """The anchor (t0, X) is state: saved after steps past t0, the continuation is the same."""
+    cfg = RunConfig(max_steps=TOTAL, schedule="cosine", hidden=[32], lr=0.02)
+    reference = Trainer(cfg)
+    _losses(reference, 17)
+    reference.set_lr(0.004)
+    _losses(reference, 9)
+    blob = state_to_bytes(reference.state_dict())
+    resumed = Trainer(cfg)
+    resumed.load_state_dict(state_from_bytes(blob))
+    assert resumed.lr_anchor == LrAnchor(17, 0.004) and resumed.lr == reference.lr
+    assert [r.lr for r in (resumed.step(), resumed.step())] == [
+        r.lr for r in (reference.step(), reference.step())
+    ]
+    assert _losses(resumed, TOTAL - 28) == _losses(reference, TOTAL - 28)
+
+
+def test_a_state_older_than_anchors_means_base_times_schedule() -> None:
+    """Checkpoints written before anchors hold ``base_lr`` only: base b x f(t), as it was."""
+    cfg = RunConfig(max_steps=TOTAL, schedule="cosine", hidden=[32], lr=0.02)
+    reference = Trainer(cfg)
+    _losses(reference, 12)
+    reference.set_lr_base(0.01)  # what an older worker's set_lr did
+    state = reference.state_dict()
+    del state["lr_anchor"]
+    state["base_lr"] = 0.01
+    old = Trainer(cfg)
+    old.load_state_dict(state_from_bytes(state_to_bytes(state)))
+    assert old.lr_anchor == LrAnchor(0, 0.01)
+    assert old.lr == 0.01 * lr_factor("cosine", 12, total=TOTAL)
+    assert _losses(old, TOTAL - 12) == _losses(reference, TOTAL - 12)
+
+
+def test_base_lr_is_still_written_for_older_readers() -> None:
+    t = Trainer(RunConfig(max_steps=TOTAL, schedule="cosine", hidden=[8], lr=0.02))
+    _losses(t, 30)
+    t.set_lr(0.001)
+    state = t.state_dict()
+    assert state["lr_anchor"] == {"step": 30, "lr": 0.001}
+    assert state["base_lr"] * lr_factor("cosine", 30, total=TOTAL) == pytest.approx(0.001)
+    assert lr_anchor_of({"base_lr": 0.3}) == LrAnchor(0, 0.3)
