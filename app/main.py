@@ -26,7 +26,7 @@ from app.paths import STATIC_DIR, TEMPLATES_DIR
 from app.security import TokenGuard
 from app.settings import Settings
 from app.stream import StreamHub
-from app.web import pages
+from app.web import compare, pages, runs_list
 from app.worker.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -70,5 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.include_router(api_router)
     app.include_router(pages.router)
+    app.include_router(runs_list.router)
+    app.include_router(compare.router)
     app.add_middleware(TokenGuard, token=settings.token, required=settings.needs_token)
     return app

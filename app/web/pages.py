@@ -20,8 +20,6 @@ from sqlalchemy.orm import Session
 
 from app import crud
 from app.api.deps import ReadSession, run_or_404
-from app.models import TERMINAL_STATUSES
-from engine import RunConfig
 
 router = APIRouter(include_in_schema=False)
 
@@ -69,16 +67,9 @@ def _templates(request: Request) -> Jinja2Templates:
     return templates
 
 
-# Steps per second offered by the pace selects; None is full speed. The form starts at
-# DEFAULT_PACE: a default digits run (2300 steps) then lasts 46 s instead of about one.
+# Steps per second offered by the pace selects (here and in the new-run form of
+# app/web/new_run_form.py); None is full speed.
 PACE_CHOICES: tuple[float | None, ...] = (1, 5, 10, 20, 50, 100, 200, 500, 1000, None)
-DEFAULT_PACE = 50
-
-
-def _runs_context(session: Session) -> dict[str, Any]:
-    runs = [crud.serialize_run(r) for r in crud.list_runs(session)]
-    any_active = any(r["status"] not in TERMINAL_STATUSES for r in runs)
-    return {"runs": runs, "any_active": any_active}
 
 
 def _run_context(session: Session, run_id: int) -> dict[str, Any]:
@@ -89,21 +80,6 @@ def _run_context(session: Session, run_id: int) -> dict[str, Any]:
         "pace": crud.current_pace(session, run_id, pending=True),
         "pace_choices": PACE_CHOICES,
     }
-
-
-@router.get("/", response_class=HTMLResponse, name="runs_page")
-def runs_page(request: Request, session: ReadSession) -> HTMLResponse:
-    """The runs list and the new-run form, prefilled with RunConfig's own defaults."""
-    context = _runs_context(session)
-    context["defaults"] = RunConfig().model_dump()
-    context["pace_choices"], context["default_pace"] = PACE_CHOICES, DEFAULT_PACE
-    return _templates(request).TemplateResponse(request, "index.html", context)
-
-
-@router.get("/_runs", response_class=HTMLResponse, name="runs_fragment")
-def runs_fragment(request: Request, session: ReadSession) -> HTMLResponse:
-    """The runs table alone, for its own htmx polling."""
-    return _templates(request).TemplateResponse(request, "_runs_table.html", _runs_context(session))
 
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse, name="run_page")

@@ -1,0 +1,101 @@
+"""``/``: the runs list (with its status filter and compare ticks) and the new-run form.
+
+The form posts to ``POST /runs`` (htmx ``hx-post``, or a plain form post without JavaScript).
+It answers with ``HX-Redirect`` to the new run's page (a 303 for a plain post), or with the form
+again, status 422, each error next to its field (base.html lets htmx swap 422 answers).
+
+``/_runs`` serves the list alone for its own htmx polling; it carries its trigger only while a
+run can still change. The ticks that pick runs to compare survive those refreshes because each
+checkbox is ``hx-preserve``d by id. Handlers are plain ``def``: database calls block, and FastAPI
+runs these in its threadpool.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from sqlalchemy.orm import Session
+
+from app import crud
+from app.api.deps import DbDep, ReadSession, SettingsDep
+from app.models import TERMINAL_STATUSES
+from app.web import new_run_form, pages, run_summary
+
+router = APIRouter(include_in_schema=False)
+
+
+def templates(request: Request) -> Jinja2Templates:
+    """The app's templates with the filters these pages use (the run page's and ours)."""
+    found: Jinja2Templates = request.app.state.templates
+    pages.install_filters(found.env)
+    run_summary.install_filters(found.env)
+    return found
+
+
+StatusQuery = Annotated[
+    str | None, Query(description="show only runs with this status (one of RUN_STATUSES)")
+]
+
+
+def runs_context(session: Session, status: str | None = None) -> dict[str, Any]:
+    """What ``_runs_table.html`` needs: the runs (filtered), the count of each status, and
+    whether anything can still change (then the table keeps polling)."""
+    if status is not None and status not in run_summary.STATUSES:
+        raise HTTPException(
+            status_code=422,
+            detail=f"status: {status!r} is not one of {', '.join(run_summary.STATUSES)}",
+        )
+    every = [crud.serialize_run(r) for r in crud.list_runs(session)]
+    counts = {s: sum(r["status"] == s for r in every) for s in run_summary.STATUSES}
+    runs = [r for r in every if status is None or r["status"] == status]
+    return {
+        "runs": runs,
+        "total": len(every),
+        "status_filter": status,
+        "status_counts": counts,
+        "any_active": any(r["status"] not in TERMINAL_STATUSES for r in every),
+    }
+
+
+@router.get("/", response_class=HTMLResponse, name="runs_page")
+def runs_page(request: Request, session: ReadSession, status: StatusQuery = None) -> HTMLResponse:
+    """The runs list and the new-run form, prefilled with RunConfig's own defaults."""
+    context = {**runs_context(session, status), **new_run_form.form_context()}
+    return templates(request).TemplateResponse(request, "index.html", context)
+
+
+@router.get("/_runs", response_class=HTMLResponse, name="runs_fragment")
+def runs_fragment(
+    request: Request, session: ReadSession, status: StatusQuery = None
+) -> HTMLResponse:
+    """The runs table alone, for its own htmx polling."""
+    context = runs_context(session, status)
+    return templates(request).TemplateResponse(request, "_runs_table.html", context)
+
+
+@router.post("/runs", response_class=HTMLResponse, name="new_run")
+def new_run(
+    request: Request,
+    form: Annotated[new_run_form.NewRunForm, Form()],
+    db: DbDep,
+    settings: SettingsDep,
+) -> Response:
+    """Create a run from the new-run form, as ``POST /api/runs`` would; nothing on a bad field."""
+    try:
+        run = new_run_form.create(form, db, settings)
+    except new_run_form.FormInvalid as exc:
+        context = new_run_form.form_context(form, exc.errors)
+        if request.headers.get("hx-request"):
+            return templates(request).TemplateResponse(
+                request, "_new_run_form.html", context, status_code=422
+            )
+        with db.read() as session:  # no htmx: the whole page again, the form as it was sent
+            context.update(runs_context(session))
+        return templates(request).TemplateResponse(request, "index.html", context, status_code=422)
+    url = f"/runs/{run['id']}"
+    if request.headers.get("hx-request"):
+        return Response(status_code=201, headers={"HX-Redirect": url, "Location": url})
+    return RedirectResponse(url, status_code=303)
