@@ -19,11 +19,11 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.models import Base
+from app.migrate import WRITE_OPTION, migrate
 
 log = logging.getLogger(__name__)
 
-_WRITE_OPTION = "pandamode_write"
+_WRITE_OPTION = WRITE_OPTION
 BUSY_TIMEOUT_MS = 10_000
 
 
@@ -43,9 +43,11 @@ class Database:
         return self.engine.dialect.name
 
     def create_all(self) -> None:
-        """Create missing tables (idempotent; safe for several processes at once)."""
-        with self.engine.begin() as conn:
-            Base.metadata.create_all(conn)
+        """Create missing tables and migrate old ones (idempotent; safe for several processes).
+
+        See app/migrate.py: a database made by an older version keeps every row.
+        """
+        migrate(self.engine, busy_timeout_ms=BUSY_TIMEOUT_MS)
 
     @contextmanager
     def read(self) -> Iterator[Session]:

@@ -1,4 +1,4 @@
-"""``/metrics`` (columnar JSON, optionally downsampled) and ``/metrics.csv`` (every row)."""
+"""``/metrics`` (columnar JSON: exact rows or an overview) and ``/metrics.csv`` (every row)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,12 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from app import crud
 from app.api.deps import DbDep, ReadSession, run_or_404
 from app.api.responses import MetricsOut
-from app.series import COLUMNS, json_float
+from app.api.schemas import invalid
+from app.series import COLUMNS, json_float, to_columns
 
 router = APIRouter(prefix="/api/runs", tags=["metrics"])
+
+CSV_CHUNK = 5000  # rows per read transaction of the CSV export
 
 
 @router.get("/{run_id}/metrics", response_model=MetricsOut)
@@ -23,35 +26,58 @@ def get_metrics(
     run_id: int,
     s: ReadSession,
     after: Annotated[int, Query(ge=0, description="only steps > after")] = 0,
+    before: Annotated[
+        int | None, Query(ge=1, description="only steps < before (must be > after)")
+    ] = None,
     max_points: Annotated[
-        int | None, Query(ge=8, le=1_000_000, description="min-max downsample to this many")
+        int | None,
+        Query(ge=8, le=1_000_000, description="at most this many rows: a min-max overview"),
     ] = None,
 ) -> JSONResponse:
-    """Columnar metrics; non-finite numbers are the strings "NaN", "Infinity", "-Infinity"."""
+    """Columnar metrics; non-finite numbers are the strings "NaN", "Infinity", "-Infinity".
+
+    ``exact`` is false when rows of the range were left out (the answer is an overview).
+    """
+    if before is not None and before <= after:
+        raise invalid(("query", "before"), "before must be greater than after", before)
     run_or_404(s, run_id)
+    if max_points is None:
+        rows, exact = crud.metric_rows(s, run_id, after=after, before=before), True
+    else:
+        rows, exact = crud.metrics_window(
+            s, run_id, after=after, before=before, max_points=max_points
+        )
     # A JSONResponse skips re-validating a possibly huge payload against MetricsOut, which is
     # only there to document it; the columns are JSON-safe already (app/series.py).
-    return JSONResponse(crud.metrics_after(s, run_id, after=after, max_points=max_points))
+    return JSONResponse({**to_columns(rows), "exact": exact})
 
 
 @router.get("/{run_id}/metrics.csv")
 def get_metrics_csv(run_id: int, db: DbDep) -> StreamingResponse:
-    """Every row as CSV, streamed in chunks (a long run is never held in memory)."""
+    """Every row as CSV, streamed; each chunk is read in its own short read transaction.
+
+    A download as slow as its reader never holds a read transaction open (on SQLite a long reader
+    stalls WAL checkpoints while the run keeps writing).
+    """
     with db.read() as s:
         run_or_404(s, run_id)
 
-    def rows() -> Iterator[str]:
+    def lines() -> Iterator[str]:
         buf = io.StringIO()
         writer = csv.writer(buf)
         writer.writerow(COLUMNS)
-        with db.read() as s:
-            for n, row in enumerate(crud.iter_metric_rows(s, run_id), start=1):
+        after = 0
+        while True:
+            with db.read() as s:
+                rows = crud.metric_rows(s, run_id, after=after, limit=CSV_CHUNK)
+            for row in rows:
                 writer.writerow(["" if v is None else json_float(v) for v in row])
-                if n % 1000 == 0:
-                    yield buf.getvalue()
-                    buf.seek(0)
-                    buf.truncate()
-        yield buf.getvalue()
+            yield buf.getvalue()
+            buf.seek(0)
+            buf.truncate()
+            if len(rows) < CSV_CHUNK:
+                return
+            after = int(rows[-1][0])
 
     headers = {"Content-Disposition": f'attachment; filename="run-{run_id}-metrics.csv"'}
-    return StreamingResponse(rows(), media_type="text/csv", headers=headers)
+    return StreamingResponse(lines(), media_type="text/csv", headers=headers)

@@ -60,7 +60,10 @@ class CheckpointOut(BaseModel):
 
 
 class MetricsOut(BaseModel):
-    """Columnar metrics: one list per column, equal lengths, in step order."""
+    """Columnar metrics: one list per column, equal lengths, in step order.
+
+    ``exact`` is false when the answer is an overview (``max_points``) that left rows out.
+    """
 
     step: list[int]
     time: list[float]
@@ -69,3 +72,4 @@ class MetricsOut(BaseModel):
     train_acc: list[Number]
     val_loss: list[Number]
     val_acc: list[Number]
+    exact: bool

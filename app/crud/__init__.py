@@ -34,14 +34,13 @@ from app.crud.leases import (
 )
 from app.crud.metrics import (
     append_metrics,
-    copy_metrics,
     count_metrics,
     iter_metric_rows,
     last_metrics,
     metric_rows,
     metrics_after,
-    metrics_overview,
 )
+from app.crud.overview import metrics_overview, metrics_window
 from app.crud.runs import (
     create_run,
     get_run,
@@ -58,7 +57,6 @@ __all__ = [
     "applied_set_lr_since",
     "claim_run",
     "copy_checkpoint",
-    "copy_metrics",
     "count_metrics",
     "create_run",
     "current_pace",
@@ -78,6 +76,7 @@ __all__ = [
     "metric_rows",
     "metrics_after",
     "metrics_overview",
+    "metrics_window",
     "now",
     "pending_commands",
     "prune_checkpoints",

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from app.crud.checkpoints import copy_checkpoint, latest_checkpoint
 from app.crud.events import current_pace, record_command
-from app.crud.metrics import copy_metrics, last_metrics
+from app.crud.metrics import last_metrics
 from app.crud.runs import create_run
 from app.models import Run
 
@@ -24,10 +24,12 @@ def fork_run(
 ) -> Run | None:
     """Create a queued run continuing from the parent's checkpoint at or before ``step``.
 
-    The child gets its own copy of that checkpoint and of the parent's metric rows up to it, so
-    it stands alone (its chart, CSV and crash recovery need nothing from the parent). A new base
-    learning rate is queued as a ``set_lr`` command, so it shows on the chart at the fork step.
-    Returns None when the parent has no checkpoint at or before ``step``.
+    The child gets its own copy of that checkpoint (crash recovery needs nothing from the parent)
+    but no copy of the parent's metric rows: its steps up to ``parent_step`` are read from the
+    parent through the lineage (app/crud/lineage.py), so a fork of a 1M-step run writes a few
+    rows and holds the write lock for milliseconds. A new base learning rate is queued as a
+    ``set_lr`` command, so it shows on the chart at the fork step. Returns None when the parent
+    has no checkpoint at or before ``step``.
     """
     ckpt = latest_checkpoint(session, parent.id, at_or_before=step)
     if ckpt is None:
@@ -40,7 +42,6 @@ def fork_run(
         parent_step=ckpt.step,
     )
     copy_checkpoint(session, ckpt, child.id)
-    copy_metrics(session, parent.id, child.id, up_to=ckpt.step)
     last = last_metrics(session, child.id)
     child.lr = last.get("lr") if isinstance(last.get("lr"), float) else child.lr
     child.total_steps = parent.total_steps

@@ -1,27 +1,26 @@
-"""Metric rows: idempotent batched inserts and columnar reads."""
+"""Metric rows: idempotent batched inserts that keep the rollups, and reads through a lineage.
+
+Every read goes through ``app.crud.lineage.segments``: a fork's steps up to its ``parent_step``
+are read from its parent (no copy is made when forking).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import Insert, Integer, func, insert, literal, select, update
+from sqlalchemy import Insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from app.crud import rollups
+from app.crud.lineage import Segment, segment_rows, segments
+from app.crud.overview import metrics_window
 from app.crud.runs import now
 from app.models import Metric, Run
-from app.series import Row, downsample, restore_nan, to_columns
+from app.series import COLUMNS, Row, to_columns
 
-_ROW_COLUMNS = (
-    Metric.step,
-    Metric.time,
-    Metric.lr,
-    Metric.train_loss,
-    Metric.train_acc,
-    Metric.val_loss,
-    Metric.val_acc,
-)
+_STORED = frozenset(c.name for c in Metric.__table__.columns) - {"run_id"}
 
 
 def _insert_ignoring_duplicates(session: Session) -> Insert:
@@ -39,13 +38,29 @@ def append_metrics(session: Session, run_id: int, rows: list[dict[str, Any]]) ->
     """Insert rows (dicts with Metric's columns), skipping steps already stored.
 
     The run's ``step`` (last committed step) moves forward in the same transaction, which is what
-    makes a crash lose nothing: the step counter never runs ahead of the stored rows. Returns the
-    number of rows handed in.
+    makes a crash lose nothing: the step counter never runs ahead of the stored rows. Only rows
+    not stored yet are folded into the rollups, so a replay after a crash counts nothing twice.
+    Keys that are not stored (``epoch``, derivable from the step) are dropped. Returns the number
+    of rows handed in.
     """
     if not rows:
         return 0
-    session.execute(_insert_ignoring_duplicates(session), [{"run_id": run_id, **r} for r in rows])
-    last = max(int(r["step"]) for r in rows)
+    steps = [int(r["step"]) for r in rows]
+    stored = set(
+        session.scalars(
+            select(Metric.step).where(
+                Metric.run_id == run_id, Metric.step >= min(steps), Metric.step <= max(steps)
+            )
+        )
+    )
+    fresh = [r for r in rows if int(r["step"]) not in stored]
+    if fresh:
+        session.execute(
+            _insert_ignoring_duplicates(session),
+            [{"run_id": run_id, **{k: v for k, v in r.items() if k in _STORED}} for r in fresh],
+        )
+        rollups.record(session, run_id, [tuple(r.get(c) for c in COLUMNS) for r in fresh])
+    last = max(steps)
     session.execute(
         update(Run).where(Run.id == run_id, Run.step < last).values(step=last, updated_at=now())
     )
@@ -61,16 +76,13 @@ def metric_rows(
     limit: int | None = None,
 ) -> list[Row]:
     """Rows with after < step < before, in step order, as tuples in ``app.series.COLUMNS`` order."""
-    stmt = (
-        select(*_ROW_COLUMNS)
-        .where(Metric.run_id == run_id, Metric.step > after)
-        .order_by(Metric.step)
-    )
-    if before is not None:
-        stmt = stmt.where(Metric.step < before)
-    if limit is not None:
-        stmt = stmt.limit(limit)
-    return [restore_nan(r) for r in session.execute(stmt)]
+    out: list[Row] = []
+    for seg in segments(session, run_id, after=after, before=before):
+        left = None if limit is None else limit - len(out)
+        if left is not None and left <= 0:
+            break
+        out.extend(segment_rows(session, seg, limit=left))
+    return out
 
 
 def iter_metric_rows(session: Session, run_id: int, *, chunk: int = 5000) -> Iterator[Row]:
@@ -87,55 +99,52 @@ def iter_metric_rows(session: Session, run_id: int, *, chunk: int = 5000) -> Ite
 def metrics_after(
     session: Session, run_id: int, *, after: int = 0, max_points: int | None = None
 ) -> dict[str, list[Any]]:
-    """Columnar metrics after a step, optionally min-max downsampled to ``max_points`` rows."""
-    rows = metric_rows(session, run_id, after=after)
-    if max_points is not None:
-        rows = downsample(rows, max_points)
+    """Columnar metrics after a step, optionally an overview of at most ``max_points`` rows."""
+    if max_points is None:
+        return to_columns(metric_rows(session, run_id, after=after))
+    rows, _exact = metrics_window(session, run_id, after=after, max_points=max_points)
     return to_columns(rows)
 
 
-def metrics_overview(
-    session: Session,
-    run_id: int,
-    *,
-    after: int = 0,
-    before: int | None = None,
-    max_points: int = 2000,
-) -> list[Row]:
-    """At most about ``max_points`` rows over after < step < before keeping spikes (min-max)."""
-    return downsample(metric_rows(session, run_id, after=after, before=before), max_points)
+def last_row(
+    session: Session, run_id: int, *, evaluations_only: bool = False, before: int | None = None
+) -> Row | None:
+    """The newest row of a run (or its newest evaluation row), through its lineage."""
+    for seg in reversed(segments(session, run_id, before=before)):
+        found = segment_rows(
+            session, seg, limit=1, newest_first=True, evaluations_only=evaluations_only
+        )
+        if found:
+            return found[0]
+    return None
 
 
 def last_metrics(session: Session, run_id: int) -> dict[str, Any]:
     """The latest training row and the latest evaluation of a run (for a final summary)."""
-    last = session.execute(
-        select(*_ROW_COLUMNS).where(Metric.run_id == run_id).order_by(Metric.step.desc()).limit(1)
-    ).first()
-    last_val = session.execute(
-        select(Metric.step, Metric.val_loss, Metric.val_acc)
-        .where(Metric.run_id == run_id, Metric.val_acc.is_not(None))
-        .order_by(Metric.step.desc())
-        .limit(1)
-    ).first()
-    cols = to_columns([restore_nan(last)] if last else [])
+    last = last_row(session, run_id)
+    last_val = last_row(session, run_id, evaluations_only=True)
+    cols = to_columns([last] if last else [])
     out: dict[str, Any] = {k: (v[0] if v else None) for k, v in cols.items()}
     if last_val is not None:
-        val = to_columns([restore_nan((last_val[0], 0, 0, 0, 0, last_val[1], last_val[2]))])
+        val = to_columns([last_val])
         out["val_loss"], out["val_acc"] = val["val_loss"][0], val["val_acc"][0]
         out["val_step"] = int(last_val[0])
     return out
 
 
 def count_metrics(session: Session, run_id: int) -> int:
-    """How many rows a run has."""
-    return int(session.scalar(select(func.count()).where(Metric.run_id == run_id)) or 0)
+    """How many rows a run has (its lineage's), summed from the rollups plus the ragged edges."""
+    total = 0
+    top = len(rollups.WIDTHS) - 1
+    for seg in segments(session, run_id):
+        last = seg.before - 1 if seg.before is not None else _own_last_step(session, seg.run_id)
+        if last is None or last <= seg.after:
+            continue
+        aggs, _rows = rollups.cover(session, seg, seg.after + 1, last, top)
+        total += sum(int(a[rollups.N]) for a in aggs)
+    return total
 
 
-def copy_metrics(session: Session, src_run_id: int, dst_run_id: int, *, up_to: int) -> None:
-    """Copy a parent's rows up to a step into a fork, so the fork's history is self-contained."""
-    cols = [c.name for c in Metric.__table__.columns if c.name != "run_id"]
-    source = select(
-        literal(dst_run_id, Integer),
-        *[Metric.__table__.c[c] for c in cols],
-    ).where(Metric.run_id == src_run_id, Metric.step <= up_to)
-    session.execute(insert(Metric).from_select(["run_id", *cols], source))
+def _own_last_step(session: Session, run_id: int) -> int | None:
+    found = segment_rows(session, Segment(run_id, 0, None), limit=1, newest_first=True)
+    return int(found[0][0]) if found else None

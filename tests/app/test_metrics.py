@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from app import crud
 from app.db import Database
-from app.series import downsample, restore_nan, to_columns
+from app.series import COLUMNS, downsample, restore_nan, to_columns
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -43,7 +43,8 @@ def run_id(db: Database) -> int:
 
 def test_columnar_metrics_and_after(client: TestClient, run_id: int) -> None:
     body = client.get(f"/api/runs/{run_id}/metrics").json()
-    assert list(body) == ["step", "time", "lr", "train_loss", "train_acc", "val_loss", "val_acc"]
+    assert list(body) == [*COLUMNS, "exact"]
+    assert body["exact"] is True
     assert body["step"] == list(range(1, 1001))
     assert body["train_loss"][776] == 50.0
     assert body["train_loss"][999] == "NaN"

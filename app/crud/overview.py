@@ -1,0 +1,151 @@
+"""An overview of a run's metrics over a step range, built from rollups in bounded time and memory.
+
+The range is tiled by rollup buckets of one width (chosen so there are between one and four
+buckets per output bucket) and, at its ragged edges, by finer buckets and a few exact rows
+(``app.crud.rollups.cover``). Each output bucket keeps the steps of its lowest and highest
+training loss (and validation loss); only those rows are then read, by primary key. Nothing here
+reads or loops over every row of a long range: the work grows with ``max_points``, not the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.crud import rollups
+from app.crud.lineage import ROW_COLUMNS, Segment, segment_rows, segments
+from app.models import Metric
+from app.series import STEP, Row, restore_nan
+
+# Below this many steps a zoomed range too narrow for the finest rollups is read row by row.
+RAW_LIMIT = 16_384
+_IN_CHUNK = 500  # steps per "step IN (...)" (SQLite's bound-parameter limit is far above)
+
+
+def metrics_overview(
+    session: Session,
+    run_id: int,
+    *,
+    after: int = 0,
+    before: int | None = None,
+    max_points: int = 2000,
+) -> list[Row]:
+    """At most about ``max_points`` rows of after < step < before, in step order.
+
+    Every row when the range holds at most ``max_points``; otherwise the first and last rows,
+    each bucket's lowest and highest training loss (a non-finite loss counts as the highest) and
+    validation loss, and every evaluation row while they take at most half the budget.
+    """
+    return metrics_window(session, run_id, after=after, before=before, max_points=max_points)[0]
+
+
+def metrics_window(
+    session: Session,
+    run_id: int,
+    *,
+    after: int = 0,
+    before: int | None = None,
+    max_points: int = 2000,
+) -> tuple[list[Row], bool]:
+    """``metrics_overview`` and whether it is exact (True: no row of the range was left out)."""
+    segs = segments(session, run_id, after=after, before=before)
+    first = _edge_row(session, segs, newest=False)
+    last = _edge_row(session, segs, newest=True)
+    if first is None or last is None:
+        return [], True
+    a, b = int(first[STEP]), int(last[STEP])
+    span = b - a + 1
+    if span <= max_points:
+        return _all_rows(session, segs), True
+    budget = max(max_points - 2, 2)
+    top = _level(span, max(budget // 2, 1))
+    aggs: list[rollups.Agg] = []
+    known: dict[int, Row] = {a: first, b: last}
+    for seg in segs:
+        lo = max(seg.after + 1, a)
+        hi = b if seg.before is None else min(seg.before - 1, b)
+        seg_aggs, seg_rows = rollups.cover(session, seg, lo, hi, top)
+        aggs.extend(seg_aggs)
+        known.update((int(r[STEP]), r) for r in seg_rows)
+    table = np.array(aggs, dtype=np.float64).reshape(-1, len(rollups.FIELDS))
+    if int(table[:, rollups.N].sum()) <= max_points:
+        rows = list(known.values()) if top < 0 else _all_rows(session, segs)
+        return sorted(rows, key=lambda r: r[STEP]), True
+    keep = {a, b}
+    val_total = int(table[:, rollups.VAL_N].sum())
+    if val_total <= budget // 2:
+        for seg in segs:
+            for row in segment_rows(session, seg, evaluations_only=True):
+                known[int(row[STEP])] = row
+                keep.add(int(row[STEP]))
+        train_budget = budget - val_total
+    else:
+        val_budget = budget // 2
+        keep |= _extremes(table, a, span, max(val_budget // 2, 1), val=True)
+        train_budget = budget - val_budget
+    keep |= _extremes(table, a, span, max(train_budget // 2, 1), val=False)
+    missing = sorted(s for s in keep if s not in known)
+    known.update(_rows_at(session, segs, missing))
+    return [known[s] for s in sorted(keep) if s in known], False
+
+
+def _level(span: int, groups: int) -> int:
+    """The coarsest rollup width with at least one bucket per output bucket (-1: rows)."""
+    per_group = span / groups
+    fitting = [i for i, width in enumerate(rollups.WIDTHS) if width <= per_group]
+    if fitting:
+        return fitting[-1]
+    return -1 if span <= RAW_LIMIT else 0
+
+
+def _extremes(table: np.ndarray, first: int, span: int, groups: int, *, val: bool) -> set[int]:
+    """Steps of the lowest and the highest loss in each of ``groups`` equal step ranges."""
+    if val:
+        pairs = ((rollups.VAL_LO_STEP, rollups.VAL_LO_LOSS, 1.0),)
+        pairs += ((rollups.VAL_HI_STEP, rollups.VAL_HI_LOSS, -1.0),)
+    else:
+        pairs = ((rollups.LO_STEP, rollups.LO_LOSS, 1.0), (rollups.HI_STEP, rollups.HI_LOSS, -1.0))
+    keep: set[int] = set()
+    for step_col, value_col, sign in pairs:
+        steps, values = table[:, step_col], table[:, value_col]
+        mask = ~(np.isnan(steps) | np.isnan(values))
+        if not mask.any():
+            continue
+        steps, values = steps[mask], values[mask] * sign
+        group = np.minimum(np.floor((steps - first) * groups / span), groups - 1)
+        order = np.lexsort((steps, values, group))  # by group, then value, then earliest step
+        ordered = group[order]
+        leads = np.ones(len(order), dtype=bool)
+        leads[1:] = ordered[1:] != ordered[:-1]
+        keep.update(int(s) for s in steps[order[leads]])
+    return keep
+
+
+def _edge_row(session: Session, segs: list[Segment], *, newest: bool) -> Row | None:
+    for seg in reversed(segs) if newest else segs:
+        found = segment_rows(session, seg, limit=1, newest_first=newest)
+        if found:
+            return found[0]
+    return None
+
+
+def _all_rows(session: Session, segs: Iterable[Segment]) -> list[Row]:
+    out: list[Row] = []
+    for seg in segs:
+        out.extend(segment_rows(session, seg))
+    return out
+
+
+def _rows_at(session: Session, segs: list[Segment], steps: list[int]) -> dict[int, Row]:
+    """The rows at given steps, each read from the segment that owns it (primary-key lookups)."""
+    out: dict[int, Row] = {}
+    for seg in segs:
+        mine = [s for s in steps if s > seg.after and (seg.before is None or s < seg.before)]
+        for start in range(0, len(mine), _IN_CHUNK):
+            chunk = mine[start : start + _IN_CHUNK]
+            stmt = select(*ROW_COLUMNS).where(Metric.run_id == seg.run_id, Metric.step.in_(chunk))
+            out.update((int(r[0]), restore_nan(r)) for r in session.execute(stmt))
+    return out
