@@ -19,17 +19,22 @@ router = APIRouter(prefix="/api/runs", tags=["commands"])
 def post_command(run_id: int, command: Command, db: DbDep) -> dict[str, Any]:
     """Store the command; the worker applies it at the next step boundary and records the step.
 
-    202: accepted, not yet applied. Follow it with ``GET /events`` or the stream. A run that has
-    ended takes no more commands (409). A ``stop`` for a run no worker holds (queued, or handed
-    back) needs no worker: it applies at once, at the run's committed step.
+    202: accepted, not yet applied; ``note`` says what it waits for. Follow it with ``GET
+    /events`` or the stream. A run that has ended takes no more commands (409). A ``stop`` for a
+    run no worker holds (queued, or handed back) needs no worker: it applies at once, at the run's
+    committed step, and closes the commands still pending (no worker will apply them).
     """
     with db.write() as s:
         run = run_or_404(s, run_id)
-        if run.status in TERMINAL_STATUSES:
-            raise HTTPException(status_code=409, detail=f"run {run_id} is {run.status}")
-        payload = command.model_dump(exclude={"type"})
-        event = crud.record_command(s, run_id, command.type, payload)
-        if command.type == "stop" and crud.stop_if_unclaimed(s, run_id):
-            crud.mark_applied(s, event.id, run.step)
-            s.refresh(event)
-        return crud.serialize_event(event)
+        ended = run.status if run.status in TERMINAL_STATUSES else None
+        if ended is not None:
+            crud.close_if_ended(s, run)  # any an older version left open; committed before the 409
+        else:
+            payload = command.model_dump(exclude={"type"})
+            event = crud.record_command(s, run_id, command.type, payload)
+            if command.type == "stop" and crud.stop_if_unclaimed(s, run_id):
+                crud.mark_applied(s, event.id, run.step)
+                crud.close_pending_commands(s, run_id, run.step, "stopped")
+                s.refresh(event)
+            return crud.serialize_event(event, crud.describe_command(s, event))
+    raise HTTPException(status_code=409, detail=f"run {run_id} is {ended}")

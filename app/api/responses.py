@@ -22,6 +22,10 @@ class RunOut(BaseModel):
     status: Status
     step: int
     lr: Number
+    # How lr is made: lr = lr_base x lr_factor (the schedule's factor at the next step); both
+    # null when the rate is not of that form (set where the schedule's factor is 0).
+    lr_base: float | None = None
+    lr_factor: float | None = None
     config: dict[str, Any]
     parent_id: int | None
     parent_step: int | None
@@ -47,6 +51,11 @@ class EventOut(BaseModel):
     applied_at: str | None
     error: str | None
     payload: dict[str, Any]
+    # What became of it: pending (not applied yet), applied, error (could not apply, or the run
+    # ended first); note says it for a person ("applied at step 545", "waiting for a worker: run
+    # #3 holds it", the error text).
+    state: Literal["pending", "applied", "error"]
+    note: str
 
 
 class CheckpointOut(BaseModel):
@@ -57,6 +66,9 @@ class CheckpointOut(BaseModel):
     created_at: str
     sha256: str
     size: int
+    # "before lr 0.003" for the state written just before a learning-rate change (never thinned
+    # out: going back to it undoes the change); null for the others.
+    label: str | None = None
 
 
 class MetricsOut(BaseModel):

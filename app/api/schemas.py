@@ -36,7 +36,7 @@ class RunCreate(_Strict):
 
 
 class SetLr(_Strict):
-    """Set the base learning rate from the next step on."""
+    """The next step trains at exactly ``lr``; the schedule goes on relative to it."""
 
     type: Literal["set_lr"]
     lr: float = Field(gt=0, le=MAX_LR, allow_inf_nan=False)
@@ -90,12 +90,21 @@ Command = Annotated[
 ]
 
 
+MAX_MORE_STEPS = 10_000_000
+
+
 class ForkRequest(_Strict):
-    """``POST /api/runs/{id}/fork``: continue from the checkpoint at or before ``step``."""
+    """``POST /api/runs/{id}/fork``: continue from the checkpoint at or before ``step``.
+
+    ``more_steps`` N: train N steps after the fork step (the child's ``max_steps`` becomes the
+    fork step + N), e.g. to go on with a run that finished; an explicit ``overrides.max_steps``
+    that says otherwise is a 422.
+    """
 
     step: int = Field(ge=0)
     overrides: dict[str, Any] = Field(default_factory=dict)
     name: str | None = Field(default=None, max_length=200)
+    more_steps: int | None = Field(default=None, ge=1, le=MAX_MORE_STEPS)
 
 
 # Fields that define the data or the shape of the model (or its optimizer state): a fork cannot

@@ -1,4 +1,9 @@
-"""Checkpoints: Trainer states stored as BLOBs with their sha256, verified before use."""
+"""Checkpoints: Trainer states stored as BLOBs with their sha256, verified before use.
+
+A worker writes a checkpoint of the state *before* every learning-rate change, at the step the
+change applies (its id goes into the set_lr event's payload): listed with the label "before lr X"
+and never thinned out, so any change can be undone by going back to it.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,10 @@ import hashlib
 import logging
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from app.crud.events import lr_change_checkpoints
 from app.crud.runs import iso, now
 from app.models import Checkpoint
 
@@ -30,8 +36,15 @@ def save_checkpoint(session: Session, run_id: int, step: int, state: bytes) -> C
     return ckpt
 
 
+def lr_change_label(lr: float) -> str:
+    """The label of the checkpoint written before a change to ``lr``: "before lr 0.003"."""
+    return f"before lr {lr:.4g}"
+
+
 def list_checkpoints(session: Session, run_id: int) -> list[dict[str, Any]]:
-    """A run's checkpoints in step order, without their (large) state."""
+    """A run's checkpoints in step order, without their (large) state; ``label`` is "before lr
+    X" for those written before a learning-rate change, None for the others."""
+    labels = lr_change_checkpoints(session, run_id)
     stmt = (
         select(
             Checkpoint.id,
@@ -50,6 +63,7 @@ def list_checkpoints(session: Session, run_id: int) -> list[dict[str, Any]]:
             "created_at": iso(r.created_at),
             "sha256": r.sha256,
             "size": r.size,
+            "label": lr_change_label(labels[r.id]) if r.id in labels else None,
         }
         for r in session.execute(stmt)
     ]
@@ -82,12 +96,13 @@ def prune_checkpoints(session: Session, run_id: int, *, keep_recent: int, keep_e
     """Thin out a run's checkpoints: keep the ``keep_recent`` newest and, of the older ones,
     those at multiples of ``keep_every`` (forks of old steps still find one nearby). A long run
     of a big model would otherwise fill the disk. ``keep_every == 0`` keeps everything.
-    Returns how many were deleted."""
+    Checkpoints written before a learning-rate change are always kept: they are how a change is
+    undone. Returns how many were deleted."""
     if keep_every == 0:
         return 0
     newest = select(Checkpoint.id).where(Checkpoint.run_id == run_id)
     newest = newest.order_by(Checkpoint.step.desc(), Checkpoint.id.desc()).limit(keep_recent)
-    keep = list(session.scalars(newest))
+    keep = list(session.scalars(newest)) + list(lr_change_checkpoints(session, run_id))
     result = session.execute(
         delete(Checkpoint).where(
             Checkpoint.run_id == run_id,
@@ -96,3 +111,12 @@ def prune_checkpoints(session: Session, run_id: int, *, keep_recent: int, keep_e
         )
     )
     return result.rowcount
+
+
+def checkpoint_step_at_or_before(session: Session, run_id: int, step: int) -> int | None:
+    """The step of the newest checkpoint at or before ``step`` (where a fork would start), read
+    without loading any state; None when there is none."""
+    stmt = select(func.max(Checkpoint.step)).where(
+        Checkpoint.run_id == run_id, Checkpoint.step <= step
+    )
+    return session.scalar(stmt)

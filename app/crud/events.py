@@ -1,15 +1,29 @@
-"""Events: user commands (pending until applied) and worker status changes."""
+"""Events: user commands (pending until applied) and worker status changes.
+
+A command's fate is readable: every event has a ``state`` (pending, applied, error) and a
+``note``, a sentence for a person ("applied at step 545", the error text, "waiting for the
+worker's next poll"). No command stays pending on a run that has ended: the worker closes them
+when it ends a run, the server when it stops an unclaimed one, and ``close_if_ended`` catches
+those an older version left behind.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.crud.runs import iso, now
-from app.models import Event
+from app.models import TERMINAL_STATUSES, Event, Run
+
+CommandState = Literal["pending", "applied", "error"]
+
+# Payload key a worker adds to a set_lr it applies: "exact" means the next step trained at exactly
+# ``lr`` and the schedule went on relative to it (engine/schedules.py). A set_lr applied by an
+# older version has no such key: it set the base rate (b x the schedule's factor from step 0).
+LR_RULE = "lr_rule"
 
 
 def record_command(
@@ -63,14 +77,52 @@ def pending_commands(session: Session, run_id: int) -> list[Event]:
     return list(session.scalars(stmt))
 
 
-def mark_applied(session: Session, event_id: int, step: int, error: str | None = None) -> bool:
-    """Record where a command took effect; False if someone else already applied it."""
+def mark_applied(
+    session: Session,
+    event_id: int,
+    step: int,
+    error: str | None = None,
+    payload: dict[str, Any] | None = None,
+) -> bool:
+    """Record where a command took effect (and, given ``payload``, what the worker adds to it,
+    e.g. the checkpoint a set_lr wrote first); False if someone else already applied it."""
+    values: dict[str, Any] = {"step": step, "applied_at": now(), "error": error}
+    if payload is not None:
+        values["payload"] = json.dumps(payload)
     result = session.execute(
-        update(Event)
-        .where(Event.id == event_id, Event.step.is_(None))
-        .values(step=step, applied_at=now(), error=error)
+        update(Event).where(Event.id == event_id, Event.step.is_(None)).values(**values)
     )
     return result.rowcount == 1
+
+
+def close_pending_commands(session: Session, run_id: int, step: int, status: str) -> int:
+    """Close every command still pending on a run that has ended ``status`` at ``step``, with the
+    error "run <status> before it applied"; returns how many. Call it in the transaction that
+    ends the run, so a command can never be left waiting for a worker that will not come."""
+    result = session.execute(
+        update(Event)
+        .where(Event.run_id == run_id, Event.source == "user", Event.step.is_(None))
+        .values(step=step, applied_at=now(), error=f"run {status} before it applied")
+    )
+    return result.rowcount
+
+
+def close_if_ended(session: Session, run: Run) -> int:
+    """Close the pending commands of an ended run (left by an older version, or by an ending that
+    did not go through a worker, such as Ctrl-C of ``pandamode train``); 0 when there are none."""
+    if run.status not in TERMINAL_STATUSES:
+        return 0
+    return close_pending_commands(session, run.id, run.step, run.status)
+
+
+def has_stale_commands(session: Session, run: Run) -> bool:
+    """Whether an ended run still has pending commands (a cheap read before ``close_if_ended``)."""
+    if run.status not in TERMINAL_STATUSES:
+        return False
+    stmt = select(Event.id).where(
+        Event.run_id == run.id, Event.source == "user", Event.step.is_(None)
+    )
+    return session.execute(stmt.limit(1)).first() is not None
 
 
 def list_events(session: Session, run_id: int, *, after_id: int = 0) -> list[Event]:
@@ -84,6 +136,25 @@ def events_by_ids(session: Session, ids: list[int]) -> list[Event]:
     if not ids:
         return []
     return list(session.scalars(select(Event).where(Event.id.in_(ids)).order_by(Event.id)))
+
+
+def lr_change_checkpoints(session: Session, run_id: int) -> dict[int, float]:
+    """Checkpoint id -> the rate a ``set_lr`` set right after it: each applied set_lr first writes
+    a checkpoint of the state before the change (its id is in the event's payload), so going
+    back to that checkpoint undoes the change. Labelled "before lr X" and never thinned out."""
+    stmt = select(Event.payload).where(
+        Event.run_id == run_id,
+        Event.type == "set_lr",
+        Event.step.is_not(None),
+        Event.error.is_(None),
+    )
+    out: dict[int, float] = {}
+    for (raw,) in session.execute(stmt):
+        payload = json.loads(raw or "{}")
+        ckpt_id = payload.get("checkpoint_id")
+        if ckpt_id is not None and "lr" in payload:
+            out[int(ckpt_id)] = float(payload["lr"])
+    return out
 
 
 def applied_set_lr_since(session: Session, run_id: int, step: int) -> list[Event]:
@@ -149,8 +220,64 @@ def event_payload(ev: Event) -> dict[str, Any]:
     return json.loads(ev.payload or "{}")
 
 
-def serialize_event(ev: Event) -> dict[str, Any]:
-    """The event object of the API: payload fields are also copied to the top level."""
+def command_state(ev: Event) -> CommandState:
+    """pending (not applied yet), error (could not apply, or never will), or applied."""
+    if ev.step is None:
+        return "pending"
+    return "error" if ev.error else "applied"
+
+
+def _note(ev: Event) -> str:
+    """The note that needs nothing but the event (a pending command's generic wait)."""
+    state = command_state(ev)
+    if state == "error":
+        return str(ev.error)
+    if state == "pending":
+        return "waiting for the worker's next poll"
+    if ev.source == "worker":
+        return f"{ev.type} at step {ev.step}"
+    return f"applied at step {ev.step}"
+
+
+def live_lease_holders(session: Session) -> list[int]:
+    """Ids of the runs that hold a worker now (a lease that has not run out), oldest first."""
+    stmt = select(Run.id).where(Run.worker_id.is_not(None), Run.lease_until >= now())
+    return list(session.scalars(stmt.order_by(Run.id)))
+
+
+def describe_command(session: Session, event: Event, *, holders: list[int] | None = None) -> str:
+    """The event's note for a person, including what a pending command waits for:
+
+    - a worker holds the run: "waiting for the worker's next poll";
+    - no worker holds it (queued, or handed back): "waiting for a worker: run #3 holds it"
+      (the runs holding a live lease; "runs #3, #5 hold them"), or "waiting for a worker" when
+      none does (no worker is running, or one is about to claim the run);
+    - the run has ended: "run finished before it applied" (what closing it will record).
+
+    ``holders`` (from ``live_lease_holders``) saves the query when describing many events.
+    """
+    if event.step is not None:
+        return _note(event)
+    run = session.get(Run, event.run_id)
+    if run is None:
+        return _note(event)
+    if run.status in TERMINAL_STATUSES:
+        return f"run {run.status} before it applied"
+    if run.worker_id is not None and run.lease_until is not None and run.lease_until >= now():
+        return "waiting for the worker's next poll"
+    if holders is None:
+        holders = live_lease_holders(session)
+    others = [r for r in holders if r != run.id]
+    if not others:
+        return "waiting for a worker"
+    if len(others) == 1:
+        return f"waiting for a worker: run #{others[0]} holds it"
+    return "waiting for a worker: runs " + ", ".join(f"#{r}" for r in others) + " hold them"
+
+
+def serialize_event(ev: Event, note: str | None = None) -> dict[str, Any]:
+    """The event object of the API: payload fields are also copied to the top level; ``state``
+    and ``note`` say what became of it (``note`` from ``describe_command`` when given)."""
     payload = event_payload(ev)
     data: dict[str, Any] = dict(payload)
     data.update(
@@ -163,5 +290,7 @@ def serialize_event(ev: Event) -> dict[str, Any]:
         applied_at=iso(ev.applied_at),
         error=ev.error,
         payload=payload,
+        state=command_state(ev),
+        note=note if note is not None else _note(ev),
     )
     return data

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import sys
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -12,6 +14,8 @@ from sqlalchemy.orm import Session
 
 from app.models import Run
 from app.series import json_float
+from engine import RunConfig
+from engine.schedules import Schedule
 
 
 def now() -> float:
@@ -80,15 +84,59 @@ def update_run(session: Session, run_id: int, **values: Any) -> None:
     session.execute(update(runs).where(runs.c.id == run_id).values(**values))
 
 
+def _schedule_default(name: str) -> Any:
+    return RunConfig.model_fields[name].default
+
+
+def lr_parts(
+    lr: float | None, config: dict[str, Any], step: int, total_steps: int | None
+) -> tuple[float | None, float | None]:
+    """How the rate of the next step is made: (lr_base, lr_factor) with lr = lr_base x lr_factor,
+    lr_factor the schedule's factor at the next step (a pure function of config, step and
+    total_steps). (None, None) when the rate is not of that form: set where the schedule's factor
+    is 0 (engine/schedules.py), or the factor unknown (a cosine run whose length is not known yet).
+    """
+    if lr is None or not math.isfinite(lr):
+        return None, None
+    total = total_steps or config.get("max_steps")
+    if total is None:
+        if step != 0:
+            return None, None
+        total = 1  # at position 0 every schedule's factor is 1, whatever the length
+    schedule = Schedule(
+        str(config.get("schedule", _schedule_default("schedule"))),
+        int(total),
+        int(config.get("lr_step_size", _schedule_default("lr_step_size"))),
+        float(config.get("lr_gamma", _schedule_default("lr_gamma"))),
+        float(config.get("lr_min_factor", _schedule_default("lr_min_factor"))),
+    )
+    try:
+        factor = schedule.factor(step)
+    except ValueError:
+        return None, None
+    if factor < sys.float_info.min:
+        return None, None
+    base = lr / factor
+    return (base, factor) if math.isfinite(base) else (None, None)
+
+
 def serialize_run(run: Run) -> dict[str, Any]:
-    """The run object of the API (``GET /api/runs/{id}``, SSE ``status``), JSON-safe."""
+    """The run object of the API (``GET /api/runs/{id}``, SSE ``status``), JSON-safe.
+
+    ``lr`` is the rate the next step trains at, ``lr_base`` x ``lr_factor`` how it is made (see
+    ``lr_parts``), so a page can say "0.0046 = 0.01 x cosine 0.46".
+    """
+    config = run_config(run)
+    lr_base, lr_factor = lr_parts(run.lr, config, run.step, run.total_steps)
     return {
         "id": run.id,
         "name": run.name,
         "status": run.status,
         "step": run.step,
         "lr": json_float(run.lr),
-        "config": run_config(run),
+        "lr_base": lr_base,
+        "lr_factor": lr_factor,
+        "config": config,
         "parent_id": run.parent_id,
         "parent_step": run.parent_step,
         "created_at": iso(run.created_at),

@@ -56,6 +56,14 @@ class Control:
         return True
 
 
+def requested_lr(payload: dict[str, Any]) -> float:
+    """The rate a ``set_lr`` asks for; KeyError, TypeError or ValueError if it is not one."""
+    lr = float(payload["lr"])
+    if not (math.isfinite(lr) and lr > 0.0):
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+    return lr
+
+
 def apply_command(
     control: Control, trainer: LrSettable, type_: str, payload: dict[str, Any]
 ) -> str | None:
@@ -64,9 +72,9 @@ def apply_command(
     ``pause`` also cancels a pending ``step`` budget; ``step N`` while running means "run N more
     steps, then pause", so ``step`` always ends paused exactly N steps later.
     """
-    if type_ == "set_lr":
+    if type_ == "set_lr":  # the next step trains at exactly lr (engine/schedules.py)
         try:
-            trainer.set_lr(float(payload["lr"]))
+            trainer.set_lr(requested_lr(payload))
         except (KeyError, TypeError, ValueError) as exc:
             return f"set_lr rejected: {exc}"
     elif type_ == "set_pace":

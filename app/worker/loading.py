@@ -4,7 +4,8 @@ Load the latest checkpoint at or before the committed step, re-apply the ``set_l
 recorded from that checkpoint's step on at their recorded steps, and replay the steps between the
 checkpoint and the committed step. The engine is deterministic (with BLAS threads pinned), so the
 replayed steps are the ones already stored, and the next step is the first new one: no step is lost
-and none is counted twice.
+and none is counted twice. A ``set_lr`` is re-applied under the rule it was applied with: an exact
+rate (``lr_rule: "exact"`` in its payload) or, recorded by an older worker, a base rate.
 """
 
 from __future__ import annotations
@@ -16,12 +17,33 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from app import crud
+from app.crud.events import LR_RULE
 from app.db import Database
+from app.models import Event
 from engine import RunConfig, Trainer, state_from_bytes
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_EVERY_STEPS = 200
+
+
+@dataclass(frozen=True, slots=True)
+class LrChange:
+    """A recorded ``set_lr``: ``exact`` (the next step trains at ``lr``) or an older base rate."""
+
+    lr: float
+    exact: bool
+
+    @classmethod
+    def of(cls, ev: Event) -> LrChange:
+        payload = crud.event_payload(ev)
+        return cls(float(payload["lr"]), payload.get(LR_RULE) == "exact")
+
+    def apply(self, trainer: Trainer) -> None:
+        if self.exact:
+            trainer.set_lr(self.lr)
+        else:
+            trainer.set_lr_base(self.lr)
 
 
 @dataclass
@@ -34,7 +56,7 @@ class LoadedRun:
     replayed: int
     best_val_loss: float | None
     best_val_acc: float | None
-    lr_replay: dict[int, list[float]] = field(default_factory=dict)
+    lr_replay: dict[int, list[LrChange]] = field(default_factory=dict)
     pace: float | None = None
     steps_left: int | None = None
 
@@ -63,15 +85,15 @@ def load_trainer(
         ckpt_step = ckpt.step if ckpt is not None else None
         state = ckpt.state if ckpt is not None else None
         lrs = [
-            (ev.step, float(crud.event_payload(ev)["lr"]))
+            (ev.step, LrChange.of(ev))
             for ev in crud.applied_set_lr_since(s, run_id, ckpt_step or 0)
         ]
     if state is not None:
         trainer.load_state_dict(state_from_bytes(state))
-    lr_replay: dict[int, list[float]] = {}
-    for step, lr in lrs:
+    lr_replay: dict[int, list[LrChange]] = {}
+    for step, change in lrs:
         if step is not None:
-            lr_replay.setdefault(step, []).append(lr)
+            lr_replay.setdefault(step, []).append(change)
     replayed = _replay(trainer, committed, lr_replay, heartbeat)
     if replayed:
         log.info("run %s: replayed %d steps after checkpoint %s", run_id, replayed, ckpt_step)
@@ -109,14 +131,14 @@ def _lease_kept(heartbeat: Callable[[], None], every: float) -> Iterator[None]:
 def _replay(
     trainer: Trainer,
     committed: int,
-    lr_replay: dict[int, list[float]],
+    lr_replay: dict[int, list[LrChange]],
     heartbeat: Callable[[], None],
 ) -> int:
     """Step from the checkpoint to the committed step; the rows exist already, so none are kept."""
     replayed = 0
     while True:
-        for lr in lr_replay.pop(trainer.step_count, []):
-            trainer.set_lr(lr)
+        for change in lr_replay.pop(trainer.step_count, []):
+            change.apply(trainer)
         if trainer.step_count >= committed or trainer.finished:
             return replayed
         trainer.step()

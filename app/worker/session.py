@@ -17,10 +17,12 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app import crud
+from app.crud.events import LR_RULE
 from app.db import Database
+from app.models import TERMINAL_STATUSES
 from app.series import json_float
 from app.settings import Settings
-from app.worker.control import Control, apply_command
+from app.worker.control import Control, apply_command, requested_lr
 from app.worker.loading import load_trainer
 from app.worker.writer import LeaseLost, RunWriter
 from engine import StepRecord, Trainer
@@ -139,8 +141,8 @@ class RunSession:
     def _train_one(self) -> bool:
         """One step (plus evaluation when due); True if the loss was not finite."""
         trainer = self._trainer
-        for lr in self._lr_replay.pop(trainer.step_count, []):
-            trainer.set_lr(lr)
+        for change in self._lr_replay.pop(trainer.step_count, []):
+            change.apply(trainer)
         rec = trainer.step()
         row = self.writer.add(rec)
         if self.on_step is not None:
@@ -196,13 +198,39 @@ class RunSession:
                     crud.mark_applied(s, ev.id, trainer.step_count, "run already stopped")
                     continue
                 payload = crud.event_payload(ev)
-                error = apply_command(self.control, trainer, ev.type, payload)
-                crud.mark_applied(s, ev.id, trainer.step_count, error)
+                if ev.type == "set_lr":
+                    error, recorded = self._apply_set_lr(s, payload)
+                else:
+                    error, recorded = apply_command(self.control, trainer, ev.type, payload), None
+                crud.mark_applied(s, ev.id, trainer.step_count, error, recorded)
                 log.info(
                     "run %s: %s %s at step %s", self.run_id, ev.type, payload, trainer.step_count
                 )
             if commands:
                 self._settle_status(s)
+
+    def _apply_set_lr(
+        self, s: Session, payload: dict[str, Any]
+    ) -> tuple[str | None, dict[str, Any] | None]:
+        """Apply a set_lr after checkpointing the state before it, at this very step, so going
+        back to that checkpoint undoes the change; returns (error, the payload to record).
+
+        The payload records the checkpoint (``checkpoint_id``, None when the rate was already
+        the one asked for, which changes nothing) and the rule applied (``lr_rule: "exact"``),
+        which crash replay follows (app/worker/loading.py).
+        """
+        trainer = self._trainer
+        try:
+            lr = requested_lr(payload)
+        except (KeyError, TypeError, ValueError) as exc:
+            return f"set_lr rejected: {exc}", None
+        checkpoint_id = None
+        if lr != trainer.current_lr():
+            checkpoint_id = self.writer.write_checkpoint(s, trainer)
+        error = apply_command(self.control, trainer, "set_lr", payload)
+        if error is not None:
+            return error, None
+        return None, {**payload, LR_RULE: "exact", "checkpoint_id": checkpoint_id}
 
     def _settle_status(self, s: Session) -> None:
         """Bring the stored status in line with the control state after commands."""
@@ -216,6 +244,7 @@ class RunSession:
             crud.update_run(s, self.run_id, status=new)
             if new == "stopped":
                 self.writer.release_requested = True
+                crud.close_pending_commands(s, self.run_id, self._trainer.step_count, new)
         if control.idle:
             self._paused_since = self._paused_since or time.monotonic()
         else:
@@ -276,11 +305,14 @@ class RunSession:
         event: tuple[str, dict[str, Any]] | None = None,
         release: bool = True,
     ) -> None:
-        """Commit the last rows, optionally a checkpoint and a final status, and release."""
+        """Commit the last rows, optionally a checkpoint and a final status, and release; a
+        final status closes the commands still pending (no worker will apply them)."""
         with self._transaction(checkpoint=checkpoint, release=release) as s:
             if status is not None:
                 self.status = status
                 crud.update_run(s, self.run_id, status=status, error=error)
+                if status in TERMINAL_STATUSES:
+                    crud.close_pending_commands(s, self.run_id, self._trainer.step_count, status)
             if event is not None:
                 crud.record_worker_event(
                     s, self.run_id, event[0], self._trainer.step_count, event[1], error=error

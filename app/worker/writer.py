@@ -121,23 +121,32 @@ class RunWriter:
                 raise LeaseLost
             wanted = checkpoint or self.checkpoint_requested
             if wanted and trainer.step_count != self.checkpoint_step:
-                state = state_to_bytes(trainer.state_dict())
-                crud.save_checkpoint(s, self.run_id, trainer.step_count, state)
-                crud.prune_checkpoints(
-                    s,
-                    self.run_id,
-                    keep_recent=self.settings.checkpoint_keep_recent,
-                    keep_every=self.settings.checkpoint_keep_every_steps,
-                )
-                self.checkpoint_step, self.checkpoint_time = trainer.step_count, time.monotonic()
+                self.write_checkpoint(s, trainer)
         self.checkpoint_requested = self.release_requested = False
         del self.buffer[: len(rows)]
         self.last_flush = self.last_heartbeat = time.monotonic()
 
+    def write_checkpoint(self, s: Session, trainer: Trainer) -> int:
+        """Store the trainer's state now, in the caller's transaction, and thin out older ones;
+        returns the checkpoint's id. A later request at the same step is then skipped, so the
+        state written before a learning-rate change stays the only one at its step."""
+        state = state_to_bytes(trainer.state_dict())
+        ckpt = crud.save_checkpoint(s, self.run_id, trainer.step_count, state)
+        crud.prune_checkpoints(
+            s,
+            self.run_id,
+            keep_recent=self.settings.checkpoint_keep_recent,
+            keep_every=self.settings.checkpoint_keep_every_steps,
+        )
+        self.checkpoint_step, self.checkpoint_time = trainer.step_count, time.monotonic()
+        return ckpt.id
+
     def record_failure(self, error: str, step: int) -> None:
-        """Status failed with the error text, a ``failed`` event, the rows so far; release."""
+        """Status failed with the error text, a ``failed`` event, the rows so far; release. The
+        commands still pending are closed: no worker will apply them."""
         with self.db.write() as s:
             if not crud.release_run(s, self.run_id, self.worker_id, status="failed", error=error):
                 raise LeaseLost
             crud.append_metrics(s, self.run_id, self.buffer)
             crud.record_worker_event(s, self.run_id, "failed", step, error=error)
+            crud.close_pending_commands(s, self.run_id, step, "failed")
