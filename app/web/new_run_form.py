@@ -41,8 +41,9 @@ class NewRunForm(BaseModel):
 
     name: str = ""
     dataset: str = ""
-    hidden: str | None = None
-    """Widths separated by commas or spaces; empty is no hidden layer, absent the default."""
+    hidden: str = ""
+    """Widths separated by commas or spaces; empty (FastAPI reads an empty form field as an
+    absent one) is no hidden layer."""
     optimizer: str = ""
     schedule: str = ""
     lr: str = ""
@@ -151,8 +152,7 @@ def _config(form: NewRunForm) -> tuple[dict[str, Any], set[str]]:
         value = getattr(form, key).strip()
         if value:
             config[key] = value
-    if form.hidden is not None:
-        config["hidden"] = [part for part in re.split(r"[\s,]+", form.hidden.strip()) if part]
+    config["hidden"] = [part for part in re.split(r"[\s,]+", form.hidden.strip()) if part]
     config["batchnorm"] = form.batchnorm is not None
     if not form.advanced.strip():
         return config, set()
