@@ -8,6 +8,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from app import crud
+from app.db import Database
+
 pytestmark = pytest.mark.timeout(60)
 
 Wait = Callable[..., Any]
@@ -112,3 +115,80 @@ def test_finishes_with_evaluation(
     assert [s for s, v in pairs if v is not None] == [20, 40, 45]
     types = [e["type"] for e in client.get(f"/api/runs/{rid}/events").json()]
     assert types == ["started", "finished"]
+
+
+def test_set_lr_on_a_cosine_run_is_the_next_steps_rate_and_says_how_it_is_made(
+    client: TestClient, worker: object, wait: Wait, tiny: dict
+) -> None:
+    """The number sent is the number the next step trains at, in the metrics and the run object;
+    the run object says how it is made (lr = lr_base x lr_factor); the event says it applied."""
+    created = client.post(
+        "/api/runs",
+        json={"config": {**tiny, "schedule": "cosine", "max_steps": 400}, "pace": 400},
+    ).json()
+    rid = created["id"]
+    assert created["lr_base"] == 0.01 and created["lr_factor"] == 1.0
+    wait(lambda: run(client, rid)["step"] > 60, what="the cosine has decayed a little")
+    cmd = command(client, rid, type="set_lr", lr=0.003)
+    assert cmd["state"] == "pending" and cmd["note"] == "waiting for the worker's next poll"
+    ev = wait(lambda: applied(client, rid, cmd["id"]), what="set_lr applied")
+    k = ev["step"]
+    assert ev["state"] == "applied" and ev["note"] == f"applied at step {k}"
+    assert ev["lr_rule"] == "exact" and ev["checkpoint_id"] is not None
+    wait(lambda: run(client, rid)["step"] > k + 1)
+    rows = client.get(f"/api/runs/{rid}/metrics", params={"after": k - 1}).json()
+    assert rows["step"][:2] == [k, k + 1]
+    assert rows["lr"][0] < 0.01 and rows["lr"][1] == 0.003, "exactly 0.003 at step k + 1"
+    assert rows["lr"][2] < 0.003, "then the cosine goes on relative to it"
+    client.post(f"/api/runs/{rid}/commands", json={"type": "pause"})
+    wait(lambda: run(client, rid)["status"] == "paused")
+    body = run(client, rid)
+    assert body["lr_factor"] < 1.0
+    assert body["lr_base"] * body["lr_factor"] == pytest.approx(body["lr"], rel=1e-12)
+    assert body["lr_base"] > 0.003, "the rate at factor 1 that makes 0.003 at step k"
+
+
+def test_a_run_that_is_not_held_says_what_its_commands_wait_for(
+    client: TestClient, db: Database, tiny: dict
+) -> None:
+    holder = create(client, tiny)["id"]
+    waiting = create(client, tiny)["id"]
+    first = command(client, waiting, type="set_lr", lr=0.002)
+    assert first["state"] == "pending" and first["note"] == "waiting for a worker"
+    with db.write() as s:
+        assert crud.claim_run(s, "busy-worker", 60, run_id=holder) is not None
+    second = command(client, waiting, type="pause")
+    assert second["note"] == f"waiting for a worker: run #{holder} holds it"
+    notes = {e["id"]: e["note"] for e in client.get(f"/api/runs/{waiting}/events").json()}
+    assert notes[first["id"]] == f"waiting for a worker: run #{holder} holds it"
+    held = command(client, holder, type="checkpoint")
+    assert held["note"] == "waiting for the worker's next poll"
+
+
+def test_stopping_a_run_no_worker_holds_closes_its_pending_commands(
+    client: TestClient, tiny: dict
+) -> None:
+    rid = create(client, tiny)["id"]
+    lr = command(client, rid, type="set_lr", lr=0.002)
+    stop = command(client, rid, type="stop")
+    assert stop["state"] == "applied" and run(client, rid)["status"] == "stopped"
+    events = {e["id"]: e for e in client.get(f"/api/runs/{rid}/events").json()}
+    assert events[lr["id"]]["state"] == "error"
+    assert events[lr["id"]]["note"] == "run stopped before it applied"
+    assert events[lr["id"]]["step"] == 0
+
+
+def test_commands_an_older_version_left_pending_on_an_ended_run_are_closed_when_read(
+    client: TestClient, db: Database, tiny: dict
+) -> None:
+    rid = create(client, tiny)["id"]
+    with db.write() as s:
+        crud.update_run(s, rid, status="finished", step=12)
+        old = crud.record_command(s, rid, "set_lr", {"lr": 0.5}).id
+    events = client.get(f"/api/runs/{rid}/events").json()
+    ev = next(e for e in events if e["id"] == old)
+    assert ev["state"] == "error" and ev["note"] == "run finished before it applied"
+    assert ev["step"] == 12
+    with db.read() as s:
+        assert crud.pending_commands(s, rid) == [], "closed in the database, not only shown so"
+    assert client.post(f"/api/runs/{rid}/commands", json={"type": "pause"}).status_code == 409

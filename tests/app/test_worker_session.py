@@ -3,6 +3,7 @@ worker, releasing a paused run for a queued one, clean shutdown hand-over, and a
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -13,10 +14,13 @@ from fastapi.testclient import TestClient
 
 from app import crud
 from app.db import Database
+from app.models import Event
 from app.settings import Settings
-from app.worker.loading import _lease_kept
+from app.worker.loading import LrChange, _lease_kept
 from app.worker.loop import Worker
 from app.worker.session import RunSession
+from engine import RunConfig, Trainer, state_from_bytes
+from engine.schedules import LrAnchor
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -183,3 +187,87 @@ def test_lease_is_renewed_while_a_slow_dataset_loads() -> None:
     assert count >= 3
     threading.Event().wait(0.1)
     assert len(beats) == count, "no heartbeats after loading"
+
+
+def _events(client: TestClient, rid: int) -> list[dict[str, Any]]:
+    return client.get(f"/api/runs/{rid}/events").json()
+
+
+def test_a_set_lr_checkpoints_the_state_before_it_and_going_back_undoes_it(
+    client: TestClient, worker: Worker, wait: Wait, tiny: dict[str, Any], db: Database
+) -> None:
+    """set_lr writes a checkpoint at the step it applies holding the old rate, labelled "before
+    lr X", that thinning never removes; a fork from that step goes on at the old rate."""
+    rid = _create(client, tiny)  # constant 0.01
+    wait(lambda: _run(client, rid)["step"] > 150, what="past a periodic checkpoint")
+    cmd = client.post(f"/api/runs/{rid}/commands", json={"type": "set_lr", "lr": 0.003}).json()
+    ev = wait(lambda: next((e for e in _events(client, rid) if e["id"] == cmd["id"] and
+                            e["step"] is not None), None), what="set_lr applied")  # fmt: skip
+    k = ev["step"]
+    labelled = [c for c in client.get(f"/api/runs/{rid}/checkpoints").json() if c["label"]]
+    assert [(c["step"], c["label"], c["id"]) for c in labelled] == [
+        (k, "before lr 0.003", ev["checkpoint_id"])
+    ]
+    with db.read() as s:
+        state = state_from_bytes(crud.latest_checkpoint(s, rid, at_or_before=k).state)
+    before = Trainer(RunConfig(**tiny))
+    before.load_state_dict(state)
+    assert before.step_count == k and before.lr == 0.01, "the state before the change"
+
+    same = client.post(f"/api/runs/{rid}/commands", json={"type": "set_lr", "lr": 0.003}).json()
+    unchanged = wait(lambda: next((e for e in _events(client, rid) if e["id"] == same["id"] and
+                                   e["step"] is not None), None))  # fmt: skip
+    assert unchanged["checkpoint_id"] is None, "the rate it already has: nothing to undo"
+
+    every = 100  # tests' checkpoint_every_steps; 10 newest are kept, older ones at 5000s only
+    wait(lambda: _run(client, rid)["step"] > k + 12 * every, what="thinning has run")
+    ckpts = client.get(f"/api/runs/{rid}/checkpoints").json()
+    assert 100 not in [c["step"] for c in ckpts], "older unlabelled checkpoints are thinned out"
+    assert [c["step"] for c in ckpts if c["label"]] == [k], "the labelled one stays"
+
+    client.post(f"/api/runs/{rid}/commands", json={"type": "stop"})
+    wait(lambda: _run(client, rid)["status"] == "stopped")
+    child = client.post(f"/api/runs/{rid}/fork", json={"step": k}).json()
+    assert child["parent_step"] == k and child["lr"] == 0.01
+    wait(lambda: _run(client, child["id"])["step"] > k + 5, what="the fork trains")
+    rows = client.get(f"/api/runs/{child['id']}/metrics", params={"after": k}).json()
+    assert rows["lr"][:5] == [0.01] * 5, "the fork goes on at the rate before the change"
+    assert [e for e in _events(client, child["id"]) if e["type"] == "set_lr"] == []
+    client.post(f"/api/runs/{child['id']}/commands", json={"type": "stop"})
+
+
+def test_a_command_left_when_the_run_finishes_is_closed(
+    db: Database, settings: Settings, tiny: dict[str, Any]
+) -> None:
+    """A command that arrives as the last step is trained never waits for a worker again."""
+    with db.write() as s:
+        rid = crud.create_run(s, config={**tiny, "max_steps": 30}).id
+        crud.claim_run(s, "w", 60, run_id=rid)
+    late: list[int] = []
+
+    def on_step(rec: Any) -> None:
+        if rec.step == 30:
+            with db.write() as s:
+                late.append(crud.record_command(s, rid, "set_lr", {"lr": 0.5}).id)
+
+    assert RunSession(db, settings, "w", rid, on_step=on_step).run() == "finished"
+    with db.read() as s:
+        ev = crud.events_by_ids(s, late)[0]
+        assert ev.step == 30 and ev.error == "run finished before it applied"
+        assert crud.serialize_event(ev)["state"] == "error"
+        assert crud.pending_commands(s, rid) == []
+
+
+def test_a_set_lr_recorded_by_an_older_worker_replays_as_a_base_rate() -> None:
+    """Crash replay applies each set_lr under the rule it was applied with."""
+    old = Event(type="set_lr", payload=json.dumps({"lr": 0.02}))
+    new = Event(type="set_lr", payload=json.dumps({"lr": 0.02, "lr_rule": "exact"}))
+    assert LrChange.of(old) == LrChange(0.02, exact=False)
+    assert LrChange.of(new) == LrChange(0.02, exact=True)
+    t = Trainer(RunConfig(schedule="cosine", max_steps=10, hidden=[4], dataset="moons"))
+    for _ in range(5):
+        t.step()
+    LrChange.of(old).apply(t)
+    assert t.lr_anchor == LrAnchor(0, 0.02)
+    LrChange.of(new).apply(t)
+    assert t.lr_anchor == LrAnchor(5, 0.02) and t.lr == 0.02
