@@ -39,6 +39,7 @@
       axes: [{ space: 70, values: (u, ticks) => ticks.map(compact) }, { size: 55 }],
     };
     el.dataset.series = String(runs.length);
+    el.dataset.points = String(data[0].length);
     return new uPlot(opts, data, el);
   }
 
