@@ -228,12 +228,12 @@ def command_state(ev: Event) -> CommandState:
 
 
 def _note(ev: Event) -> str:
-    """The note that needs nothing but the event (a pending command's generic wait)."""
+    """The note that needs nothing but the event (for a pending command, a generic wait)."""
     state = command_state(ev)
     if state == "error":
         return str(ev.error)
-    if state == "pending":
-        return "waiting for the worker's next poll"
+    if state == "pending":  # what it waits for needs the run: describe_command says it
+        return "waiting to be applied"
     if ev.source == "worker":
         return f"{ev.type} at step {ev.step}"
     return f"applied at step {ev.step}"
