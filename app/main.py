@@ -26,7 +26,8 @@ from app.paths import STATIC_DIR, TEMPLATES_DIR
 from app.security import TokenGuard
 from app.settings import Settings
 from app.stream import StreamHub
-from app.web import compare, pages, runs_list
+from app.web import compare, pages, run_page, runs_list
+from app.web.fragments import Fragments
 from app.worker.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(settings.database_url, wal=settings.sqlite_wal)
         await to_thread.run_sync(db.create_all)
-        hub = StreamHub(db, poll=settings.stream_poll, chunk_rows=settings.stream_chunk_rows)
+        # The run page's live parts are rendered once per change and pushed to every viewer.
+        fragments = Fragments(db, app.state.templates.env)
+        hub = StreamHub(
+            db,
+            poll=settings.stream_poll,
+            chunk_rows=settings.stream_chunk_rows,
+            fragments=fragments,
+        )
         supervisor = Supervisor(settings, settings.workers) if settings.workers else None
         app.state.db, app.state.hub, app.state.supervisor = db, hub, supervisor
         if supervisor is not None:
@@ -70,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.include_router(api_router)
     app.include_router(pages.router)
+    app.include_router(run_page.router)
     app.include_router(runs_list.router)
     app.include_router(compare.router)
     app.add_middleware(TokenGuard, token=settings.token, required=settings.needs_token)

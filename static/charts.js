@@ -1,35 +1,48 @@
-// Charts of one run with uPlot: loss, accuracy and learning rate on one shared step axis.
-// This file only draws; run.js owns the data and decides when to redraw (once per animation
-// frame). Exposes window.PandaCharts.
+// Charts of one run with uPlot: loss, accuracy and learning rate on one shared x axis (step or
+// wall-clock time). This file only draws; run.js owns the data (`view`) and decides when to
+// redraw. Exposes window.PandaCharts.
 "use strict";
 
 (function () {
-  const SYNC_KEY = "pandamode";
   const COLORS = {
-    train: "#2f6fdf",
-    trainRaw: "rgba(47, 111, 223, 0.22)",
-    val: "#d9480f",
-    parent: "#868e96",
-    lr: "#6741d9",
+    train: "#2f6fdf", trainRaw: "rgba(47, 111, 223, 0.22)", val: "#d9480f", parent: "#868e96",
+    lr: "#6741d9", chance: "#9aa1ad", best: "#1f8a4c", nonfinite: "#c8312e",
     marker: { set_lr: "#6741d9", set_pace: "#2b6cb0", pause: "#b7791f", resume: "#1f8a4c", stop: "#c8312e" },
-    nonfinite: "#c8312e",
   };
 
-  // Three significant digits, switching to exponent form for very small or large numbers.
-  function sig(v) {
-    if (v === null || v === undefined || !Number.isFinite(v)) return "–";
+  // Three significant digits, exponent form below 1e-3 and from 1e5: "0.0046", "1.5e-4", "1e-8"
+  // (as app/web/present.py number(), so the page and the charts read the same).
+  function num(v) {
+    if (v === null || v === undefined) return "–";
+    if (!Number.isFinite(v)) return String(v);
+    const r = Number(v.toPrecision(3));
+    const a = Math.abs(r);
+    return a === 0 || (a >= 1e-3 && a < 1e5) ? String(r) : r.toExponential().replace("e+", "e");
+  }
+  // Axis labels that do not collide on a long run: 950k, 1M, 1.25M.
+  function compact(v) {
     const a = Math.abs(v);
-    if (a !== 0 && (a < 1e-3 || a >= 1e5)) return v.toExponential(2).replace("e-", "e−");
-    return Number(v.toPrecision(3)).toString();
+    if (a >= 1e6) return `${Number((v / 1e6).toPrecision(4))}M`;
+    return a >= 1e4 ? `${Number((v / 1e3).toPrecision(4))}k` : num(v);
+  }
+  // First index whose value is >= x in a sorted array (binary search).
+  function lowerBound(xs, x) {
+    let lo = 0;
+    let hi = xs.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (xs[mid] < x) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
   }
 
-  // TensorBoard's debiased exponential moving average, computed incrementally: `ema` carries
-  // {last, n} between calls so a new batch costs O(batch), and a slider change recomputes once.
-  // Non-finite points are skipped (shown as gaps) and do not disturb the average.
+  // TensorBoard's debiased exponential moving average, incremental: `ema` carries {last, n}
+  // between calls. Non-finite points are gaps and do not disturb the average.
   function smoothInto(raw, out, ema, weight) {
     for (let i = out.length; i < raw.length; i++) {
       const x = raw[i];
-      if (x === null || !Number.isFinite(x)) {
+      if (x === null) {
         out.push(null);
         continue;
       }
@@ -39,217 +52,191 @@
     }
   }
 
-  // Short text drawn beside an event marker.
+  // Short text beside an event marker.
   function eventLabel(ev) {
     const p = ev.payload || {};
-    if (ev.type === "set_lr") return `lr ${sig(p.lr ?? ev.lr)}`;
-    if (ev.type === "step") return `step ${p.n ?? ev.n ?? ""}`.trim();
-    if (ev.type === "set_pace") {
-      const pace = p.steps_per_second ?? ev.steps_per_second;
-      return pace == null ? "full speed" : `pace ${sig(pace)}/s`;
-    }
-    if (ev.type === "status" && p.status) return p.status;
+    if (ev.type === "set_lr") return `lr ${num(p.lr ?? ev.lr)}`;
+    if (ev.type === "step") return `step ${p.n ?? ev.n ?? ""}`;
+    if (ev.type === "set_pace") return p.steps_per_second == null ? "full speed" : `pace ${num(p.steps_per_second)}/s`;
     return ev.type;
   }
 
-  const MAX_LABEL_ROWS = 6;
+  // "Ignore outliers" (as TensorBoard): the 2nd to 98th percentile of the visible points of
+  // the shown series, with a margin, so step 1 (or a spike) does not squash the rest.
+  function robust(u, log) {
+    const xs = u.data[0];
+    const { min, max } = u.scales.x;
+    const i0 = min == null ? 0 : lowerBound(xs, min);
+    const i1 = max == null ? xs.length : lowerBound(xs, max + 1e-9);
+    const stride = Math.max(1, Math.floor((i1 - i0) / 4000));
+    const vals = [];
+    for (let s = 1; s < u.series.length; s++) {
+      if (!u.series[s].show) continue;
+      for (let i = i0; i < i1; i += s === 3 ? 1 : stride) {
+        const v = u.data[s][i];
+        if (v != null && (!log || v > 0)) vals.push(v);
+      }
+    }
+    if (vals.length < 20) return null;
+    vals.sort((a, b) => a - b);
+    const lo = vals[Math.floor(0.02 * (vals.length - 1))];
+    const hi = vals[Math.ceil(0.98 * (vals.length - 1))];
+    if (log) return [lo / 1.3, hi * 1.3];
+    const pad = Math.max((hi - lo) * 0.15, Math.abs(hi) * 1e-3, 1e-12);
+    return [lo - pad, hi + pad];
+  }
 
-  // uPlot plugin: a dashed vertical line with a label at every applied event's step, and a red
-  // tick at the top for every non-finite training loss. Drawn in the `draw` hook so it follows
-  // zoom and resize for free. `state` is read at draw time, so new events need only a redraw.
-  function markersPlugin(state) {
+  function yRange(view, kind, log) {
+    return (u, min, max) => {
+      const r = kind !== "lr" && view.outliers ? robust(u, log) : null;
+      if (r) [min, max] = r;
+      if (min == null || max == null) return kind === "acc" ? [0, 1] : [0.1, 1];
+      if (log) return r || uPlot.rangeLog(min, max, 10, true);
+      const pad = r ? 0 : Math.max((max - min) * 0.05, Math.abs(max) * 1e-3, 1e-12);
+      return kind === "acc" ? [Math.max(0, min - pad), Math.min(1, max + pad)] : [min - pad, max + pad];
+    };
+  }
+
+  // The x range: the zoomed one, else the data, widened to a fork's parent's last step.
+  function xRange(view) {
+    return (u, min, max) => {
+      if (view.zoom) return [view.zoom.min, view.zoom.max];
+      const p = view.parent;
+      if (p && !view.timeAxis && p.step.length) max = Math.max(max, p.step.at(-1));
+      return min === max ? [min - 1, max + 1] : [min, max];
+    };
+  }
+
+  // Drawn over each chart, following zoom and resize: chance level, a fork's parent curve, the
+  // best validation point, a dashed line per applied event, a red tick per non-finite loss.
+  function overlay(kind, view) {
     function draw(u) {
       const { ctx } = u;
       const { left, top, width, height } = u.bbox;
       const dpr = window.devicePixelRatio || 1;
+      const set = view.shown();
+      const steps = set.cols.step;
+      const xOf = (step) => (view.timeAxis ? set.cols.time[Math.min(lowerBound(steps, step), steps.length - 1)] : step);
+      const X = (step) => u.valToPos(xOf(step), "x", true);
+      const Y = (v) => u.valToPos(v, "y", true);
+      const label = (text, x, y, color) => {
+        const w = ctx.measureText(text).width;
+        const x0 = x + w + 6 * dpr > left + width ? x - 4 * dpr - w : x + 4 * dpr;
+        ctx.fillStyle = "rgba(255, 255, 255, 0.85)";
+        ctx.fillRect(x0 - dpr, y - 10 * dpr, w + 2 * dpr, 13 * dpr);
+        ctx.fillStyle = color;
+        ctx.fillText(text, x0, y);
+        return [x0, x0 + w];
+      };
       ctx.save();
       ctx.beginPath();
       ctx.rect(left, top, width, height);
       ctx.clip();
       ctx.font = `${11 * dpr}px system-ui, sans-serif`;
-      ctx.textAlign = "left"; // uPlot leaves its axis alignment on the shared context
+      ctx.textAlign = "left";
       ctx.textBaseline = "alphabetic";
       ctx.lineWidth = dpr;
-      // Markers in step order; each label takes the first row where it does not overlap the
-      // previous label of that row, so events at the same step stack instead of colliding.
-      const shown = state.events
-        .filter((ev) => ev.step !== null && ev.step !== undefined)
-        .sort((a, b) => a.step - b.step || a.id - b.id);
+      const line = (color, dash, pts) => {
+        ctx.strokeStyle = color;
+        ctx.setLineDash(dash.map((d) => d * dpr));
+        ctx.beginPath();
+        pts.forEach(([x, y], i) => (i ? ctx.lineTo(x, y) : ctx.moveTo(x, y)));
+        ctx.stroke();
+      };
+      if (kind !== "lr" && steps.length) {
+        if (view.classes) {
+          const y = Y(kind === "loss" ? Math.log(view.classes) : 1 / view.classes);
+          line(COLORS.chance, [2, 3], [[left, y], [left + width, y]]);
+          label("chance", left + width, y - 3 * dpr, COLORS.chance);
+        }
+        const p = view.parent;
+        if (p && view.showParent && !view.timeAxis) {
+          const col = p[kind === "loss" ? "val_loss" : "val_acc"];
+          line(COLORS.parent, [6, 4], p.step.map((s, i) => [X(s), Y(col[i])]).filter((pt, i) => col[i] !== null));
+        }
+        const val = set.cols[kind === "loss" ? "val_loss" : "val_acc"];
+        let best = -1;
+        set.cols.val_loss.forEach((v, i) => { if (v !== null && (best < 0 || v < set.cols.val_loss[best])) best = i; });
+        if (best >= 0 && view.showVal && val[best] !== null) {
+          const [x, y] = [X(steps[best]), Y(val[best])];
+          ctx.strokeStyle = COLORS.best;
+          ctx.setLineDash([]);
+          ctx.lineWidth = 2 * dpr;
+          ctx.beginPath();
+          ctx.arc(x, y, 5 * dpr, 0, 2 * Math.PI);
+          ctx.stroke();
+          ctx.lineWidth = dpr;
+          label(`best ${num(val[best])}`, x, y < top + 20 * dpr ? y + 18 * dpr : y - 8 * dpr, COLORS.best);
+        }
+      }
+      // Event markers in step order; a label takes the first row where it fits. An event before
+      // the first step (a pace set at creation) stands at the axis's start.
       const rowEnds = [];
-      const maxRows = Math.max(1, Math.min(MAX_LABEL_ROWS, Math.floor((height / dpr - 4) / 13)));
-      // Lines first, labels second (on a light backing), so no line crosses a label.
-      const labels = [];
       const drawn = [];
-      // An event before the first step (a pace set at creation, step 0) stands at the axis's
-      // start while that start is in view, rather than off the chart.
-      const steps = u.data[0];
-      const first = steps.length ? steps[0] : null;
-      const startInView = first !== null && u.scales.x.min <= first;
-      for (const ev of shown) {
-        let x = Math.round(u.valToPos(ev.step, "x", true));
-        if (x < left && startInView && ev.step < first) x = left + dpr;
-        if (x < left || x > left + width) continue;
+      const startInView = steps.length && u.scales.x.min <= xOf(steps[0]);
+      const events = view.events.filter((ev) => ev.step != null).sort((a, b) => a.step - b.step || a.id - b.id);
+      for (const ev of events) {
+        let x = Math.round(X(ev.step));
+        if (x < left && startInView && ev.step < steps[0]) x = left + dpr;
+        if (!(x >= left && x <= left + width)) continue;
         drawn.push(ev.id);
         const color = COLORS.marker[ev.type] || "#5d6677";
-        ctx.strokeStyle = color;
-        ctx.setLineDash([4 * dpr, 3 * dpr]);
-        ctx.beginPath();
-        ctx.moveTo(x, top);
-        ctx.lineTo(x, top + height);
-        ctx.stroke();
-        // Near the right edge a label goes on the left of its line instead of being clipped.
+        line(color, [4, 3], [[x, top], [x, top + height]]);
         const text = eventLabel(ev);
-        const w = ctx.measureText(text).width;
-        const flip = x + w + 6 * dpr > left + width;
-        const x0 = flip ? x - 3 * dpr - w : x + 3 * dpr;
-        let row = rowEnds.findIndex((end) => end < x0);
-        if (row < 0 && rowEnds.length < maxRows) row = rowEnds.length;
-        if (row < 0) continue; // no room: the line stays, the event log has the label
-        rowEnds[row] = x0 + w + 4 * dpr;
-        labels.push({ text, color, x0, w, y: top + (12 + 13 * row) * dpr });
+        let row = rowEnds.findIndex((end) => end < x);
+        if (row < 0 && rowEnds.length < 5) row = rowEnds.length;
+        if (row >= 0) rowEnds[row] = label(text, x, top + (12 + 13 * row) * dpr, color)[1] + 4 * dpr;
       }
-      u.root.dataset.markers = drawn.join(" "); // which events are on the chart (tests, debugging)
-      ctx.setLineDash([]);
-      for (const { text, color, x0, w, y } of labels) {
-        ctx.fillStyle = "rgba(255, 255, 255, 0.85)";
-        ctx.fillRect(x0 - dpr, y - 10 * dpr, w + 2 * dpr, 13 * dpr);
-        ctx.fillStyle = color;
-        ctx.fillText(text, x0, y);
-      }
-      ctx.setLineDash([]);
+      u.root.dataset.markers = drawn.join(" "); // which events are on the chart (tests)
       ctx.fillStyle = COLORS.nonfinite;
-      for (const step of state.nonfinite) {
-        const x = u.valToPos(step, "x", true);
-        if (x < left || x > left + width) continue;
-        ctx.fillRect(x - dpr, top, 2 * dpr, 8 * dpr);
-      }
+      for (const step of set.nonfinite) ctx.fillRect(X(step) - dpr, top, 2 * dpr, 8 * dpr);
       ctx.restore();
     }
     return { hooks: { draw } };
   }
 
-  // Tick steps 1, 2, 5 x 10^k over a wide range: uPlot's defaults stop near 1e16, and a
-  // diverging loss passes that within a few steps (its axis would go blank just when it matters).
-  const WIDE_INCRS = [];
-  for (let k = -16; k <= 300; k++) for (const m of [1, 2, 5]) WIDE_INCRS.push(m * 10 ** k);
+  // Tick steps 1, 2, 5 x 10^k over a wide range: a diverging loss passes uPlot's defaults.
+  const INCRS = [];
+  for (let k = -16; k <= 300; k++) INCRS.push(10 ** k, 2 * 10 ** k, 5 * 10 ** k);
 
-  // Log-axis ticks: 1-2-5 per decade when there is room, whole decades otherwise, thinned
-  // further for a wide range (a diverging loss spans 30+ decades and uPlot's own splits then
-  // vanish); the ends as a last resort so an axis always has labels. About one label per 22 px.
-  function logSplits(u, axisIdx, min, max) {
-    if (!(min > 0) || !(max > 0)) return [];
-    const room = Math.max(2, Math.floor(u.bbox.height / (window.devicePixelRatio || 1) / 22));
-    const lo = Math.floor(Math.log10(min));
-    const hi = Math.ceil(Math.log10(max));
-    const ticks = (mults, stride) => {
-      const out = [];
-      for (let k = lo; k <= hi; k += stride) {
-        for (const m of mults) {
-          const v = m * 10 ** k;
-          if (v >= min * (1 - 1e-9) && v <= max * (1 + 1e-9)) out.push(v);
-        }
-      }
-      return out;
-    };
-    let out = ticks([1, 2, 5], 1);
-    if (out.length > room) out = ticks([1], 1);
-    for (let stride = 2; out.length > room; stride++) out = ticks([1], stride);
-    return out.length >= 2 ? out : [min, max];
-  }
-
-  // Tick labels must fit the 60 px gutter: "1e36" rather than "1.00e+36".
-  function tick(v) {
-    const a = Math.abs(v);
-    if (a !== 0 && (a < 1e-3 || a >= 1e5)) {
-      return Number(v.toPrecision(2)).toExponential().replace("e+", "e").replace("e-", "e−");
-    }
-    return Number(v.toPrecision(4)).toString();
-  }
-
-  function axisValues(u, splits) {
-    return splits.map((v) => (v === null || v === undefined ? "" : tick(v)));
-  }
-
-  // Accuracy lives in [0, 1]: pad the data range a little but never leave that interval.
-  function accRange(u, min, max) {
-    if (min === null || max === null) return [0, 1];
-    const pad = Math.max(0.01, (max - min) * 0.05);
-    return [Math.max(0, min - pad), Math.min(1, max + pad)];
-  }
-
-  // Validation results are sparse: dot each one while there are few (a single evaluation would
-  // otherwise be invisible), then let the connecting line speak alone.
-  const MAX_VAL_DOTS = 300;
-
-  function trainValSeries(name, state) {
-    const valDots = () => state.evalCount <= MAX_VAL_DOTS;
-    const series = [
-      { label: "step" },
-      { label: `train ${name} (raw)`, stroke: COLORS.trainRaw, width: 1, points: { show: false } },
-      { label: `train ${name}`, stroke: COLORS.train, width: 1.5, points: { show: false } },
-      { label: `val ${name}`, stroke: COLORS.val, width: 2, spanGaps: true, points: { show: valDots, size: 5 } },
-    ];
-    // A fork also shows how its parent's validation went on from the fork step (run.js).
-    if (state.parent) {
-      series.push({
-        label: `run #${state.parent.id} val ${name}`, stroke: COLORS.parent, width: 1.5,
-        dash: [6, 4], spanGaps: true, points: { show: true, size: 4 },
-      });
-    }
-    return series;
-  }
-
-  // The uPlot options for one chart kind ("loss", "acc", "lr").
-  function options(kind, state, hooks, width) {
-    const y = { auto: true };
-    let series;
-    if (kind === "loss") {
-      series = trainValSeries("loss", state);
-      if (state.lossLog) Object.assign(y, { distr: 3, log: 10 });
-    } else if (kind === "acc") {
-      series = trainValSeries("acc", state);
-      y.range = accRange;
-    } else {
-      series = [
-        { label: "step" },
-        { label: "lr", stroke: COLORS.lr, width: 1.5, points: { show: false },
-          paths: uPlot.paths.stepped({ align: 1 }) },
+  function options(kind, view, hooks, width) {
+    const log = kind === "lr" || (kind === "loss" && view.lossLog);
+    const value = (u, v) => num(v);
+    const series = kind === "lr"
+      ? [{ label: "lr", stroke: COLORS.lr, width: 1.5, value, paths: uPlot.paths.stepped({ align: 1 }) }]
+      : [
+        { label: `train ${kind} (raw)`, stroke: COLORS.trainRaw, width: 1, value, show: view.showTrain },
+        { label: `train ${kind}`, stroke: COLORS.train, width: 1.5, value, show: view.showTrain },
+        { label: `val ${kind}`, stroke: COLORS.val, width: 2, value, spanGaps: true, show: view.showVal,
+          points: { show: () => view.shown().evals <= 300, size: 5 } },
       ];
-      Object.assign(y, { distr: 3, log: 10 });
-    }
+    const x = view.timeAxis ? { label: "time" } : { label: "step", value: (u, v) => (v == null ? "–" : String(Math.round(v))) };
     return {
       width,
       height: { loss: 190, acc: 160, lr: 150 }[kind],
-      scales: { x: { time: false }, y },
-      series,
-      // The x axis is the step on every chart (the page says so); no axis label saves height.
+      scales: { x: { time: view.timeAxis, range: xRange(view) }, y: { distr: log ? 3 : 1, log: 10, range: yRange(view, kind, log) } },
+      series: [x, ...series.map((s) => ({ points: { show: false }, ...s }))],
       axes: [
-        {},
-        y.distr === 3
-          ? { values: axisValues, size: 60, incrs: WIDE_INCRS, splits: logSplits, filter: (u, sp) => sp }
-          : { values: axisValues, size: 60, incrs: WIDE_INCRS },
+        view.timeAxis ? { space: 90 } : { space: 80, values: (u, splits) => splits.map(compact) },
+        { size: 60, incrs: INCRS, values: (u, splits) => splits.map((v) => (v == null ? "" : num(v))) },
       ],
-      cursor: { sync: { key: SYNC_KEY }, drag: { x: true, y: false, setScale: false } },
+      cursor: { sync: { key: "pandamode" }, drag: { x: true, y: false, setScale: false } },
       legend: { live: true },
       hooks,
-      plugins: [markersPlugin(state)],
+      plugins: [overlay(kind, view)],
     };
   }
 
-  // Columns for a chart kind; the arrays are shared with run.js (uPlot only reads them).
-  function columns(kind, state) {
-    const d = state.data;
-    const s = state.smooth;
-    const p = state.parent;
-    if (kind === "loss") return [d.step, d.train_loss, s.train_loss, d.val_loss, ...(p ? [p.loss] : [])];
-    if (kind === "acc") return [d.step, d.train_acc, s.train_acc, d.val_acc, ...(p ? [p.acc] : [])];
-    return [d.step, d.lr];
+  // The columns of a chart kind from a set of rows (arrays shared, uPlot only reads them).
+  function columns(kind, set, timeAxis) {
+    const d = set.cols;
+    const x = timeAxis ? d.time : d.step;
+    if (kind === "lr") return [x, d.lr];
+    return [x, d[`train_${kind}`], set.smooth[`train_${kind}`], d[`val_${kind}`]];
   }
 
-  function create(kind, el, state, hooks) {
-    const width = Math.max(300, el.clientWidth);
-    return new uPlot(options(kind, state, hooks, width), columns(kind, state), el);
-  }
+  const create = (kind, el, view, hooks) =>
+    new uPlot(options(kind, view, hooks, Math.max(300, el.clientWidth)), columns(kind, view.shown(), view.timeAxis), el);
 
-  window.PandaCharts = { create, columns, smoothInto, eventLabel, sig };
+  window.PandaCharts = { create, columns, smoothInto, lowerBound, num };
 })();

@@ -1,311 +1,277 @@
-// The run page: one EventSource for live data, charts redrawn at most every 100 ms in an
-// animation frame, the chart controls. The worker controls live in run-commands.js.
-// window.pandamode = {charts, data, events, ...} is the page's state, also read by the e2e tests.
+// The run page: ONE EventSource for the metrics (an overview of the history, then live rows)
+// and for the server-rendered fragments the stream pushes (swapped in with htmx); charts redrawn
+// at most every 100 ms; zoom fetches exact rows; keyboard shortcuts. Everything else (controls,
+// messages, event log, fork list, settings) is server-rendered.
+// window.pandamode = {charts, data, events, state} is the page's state, also read by the e2e tests.
 "use strict";
 
 (function () {
-  const run = JSON.parse(document.getElementById("run-data").textContent);
-  const COLUMNS = ["step", "time", "lr", "train_loss", "train_acc", "val_loss", "val_acc"];
-  const { ACTIVE } = PandaCommands;
   const $ = (id) => document.getElementById(id);
+  const PAGE = JSON.parse($("page-data").textContent);
+  const { columns: COLUMNS, run } = PAGE;
+  const ACTIVE = new Set(PAGE.active);
+  const { lowerBound } = PandaCharts;
+  // Exact live rows held beyond the overview; past this the held data is folded into a fresh
+  // overview, so the page's memory does not grow with the run.
+  const LIVE_CAP = 20000;
+  const width = () => Math.max(300, $("chart-loss").clientWidth);
 
-  const state = {
-    run,
-    data: Object.fromEntries(COLUMNS.map((c) => [c, []])),
+  // A set of rows the charts can show: columns (finite numbers or null), the smoothed training
+  // curves, the steps whose training loss was not finite, the number of evaluations.
+  const makeSet = () => ({
+    cols: Object.fromEntries(COLUMNS.map((c) => [c, []])),
     smooth: { train_loss: [], train_acc: [] },
     ema: { train_loss: { last: 0, n: 0 }, train_acc: { last: 0, n: 0 } },
-    weight: Number($("smoothing").value),
-    lossLog: $("loss-log").checked,
-    events: [], // sorted by id; an applied command is updated in place when its step arrives
-    nonfinite: [], // steps whose training loss was NaN or infinite
-    evalCount: 0, // rows with a validation result (charts.js dots them while they are few)
-    zoom: null, // {min, max} of the step axis while the user has zoomed in
-    // A fork's parent: its validation results after the fork step (step -> {loss, acc}), laid
-    // out on this run's steps so the charts can draw them as one more series (charts.js).
-    parent:
-      run.parent_id === null || run.parent_id === undefined
-        ? null
-        : { id: run.parent_id, from: run.parent_step || 0, val: new Map(), loss: [], acc: [] },
+    nonfinite: [],
+    evals: 0,
+  });
+  const checked = (id) => Boolean($(id) && $(id).checked);
+  const view = {
+    run, full: makeSet(), zoom: null, liveFrom: 0, events: [], classes: PAGE.classes, parent: null,
+    weight: Number($("smoothing").value), lossLog: checked("loss-log"), outliers: checked("outliers"),
+    timeAxis: checked("time-axis"), showTrain: true, showVal: true, showParent: true,
+    shown() { return this.zoom ? this.zoom.set : this.full; },
   };
   const charts = {};
-  const commands = PandaCommands.init(); // the worker controls (run-commands.js)
 
   // ---- data in ------------------------------------------------------------------------------
-
-  // Tolerates bare NaN/Infinity tokens too (Python's json.dumps default), turned into null.
-  function parseJSON(text) {
+  // Non-finite floats arrive as "NaN"/"Infinity" strings (bare tokens are tolerated, as null).
+  function parse(text) {
     try {
       return JSON.parse(text);
     } catch {
       return JSON.parse(text.replace(/-?\bInfinity\b|\bNaN\b/g, "null"));
     }
   }
-  // The API sends non-finite floats as the strings "NaN" / "Infinity" / "-Infinity" and uses
-  // null for "no value"; the charts want a finite number or null (a gap).
   const finite = (v) => (typeof v === "number" && Number.isFinite(v) ? v : null);
-  const isNonFinite = (v) => typeof v === "string" || (typeof v === "number" && !Number.isFinite(v));
 
-  // Append a columnar batch, skipping steps already held: a reconnect may resend a few rows.
-  function appendMetrics(batch) {
+  // Append a columnar batch to a set, skipping steps already held (a reconnect may resend).
+  function append(set, batch) {
     const steps = batch.step || [];
-    const d = state.data;
+    const d = set.cols;
     let last = d.step.length ? d.step[d.step.length - 1] : -Infinity;
     for (let i = 0; i < steps.length; i++) {
       if (!(steps[i] > last)) continue;
       last = steps[i];
-      for (const c of COLUMNS) {
-        const col = batch[c];
-        d[c].push(col ? finite(col[i]) : null);
-      }
-      if (batch.train_loss && isNonFinite(batch.train_loss[i])) state.nonfinite.push(steps[i]);
-      if (batch.val_acc && batch.val_acc[i] !== null && batch.val_acc[i] !== undefined) {
-        state.evalCount += 1;
-      }
+      for (const c of COLUMNS) d[c].push(batch[c] ? finite(batch[c][i]) : null);
+      if (batch.train_loss && typeof batch.train_loss[i] === "string") set.nonfinite.push(steps[i]);
+      if (batch.val_loss && batch.val_loss[i] != null) set.evals += 1;
     }
+  }
+  // The whole run as an overview, then the exact rows already held after it.
+  function replaceFull(overview) {
+    const old = view.full;
+    const last = overview.step.length ? overview.step[overview.step.length - 1] : 0;
+    view.full = makeSet();
+    append(view.full, overview);
+    view.liveFrom = view.full.cols.step.length;
+    const i = lowerBound(old.cols.step, last + 1);
+    append(view.full, Object.fromEntries(COLUMNS.map((c) => [c, old.cols[c].slice(i)])));
+    view.full.nonfinite.push(...old.nonfinite.filter((s) => s > last));
     schedule();
   }
-
+  const metricsUrl = (id, q) => `/api/runs/${id}/metrics?${new URLSearchParams(q)}`;
+  let folding = false;
+  async function fold() {
+    if (folding || view.full.cols.step.length - view.liveFrom <= LIVE_CAP) return;
+    folding = true;
+    try {
+      const resp = await fetch(metricsUrl(run.id, { max_points: width() }));
+      if (resp.ok) replaceFull(parse(await resp.text()));
+    } finally {
+      folding = false;
+    }
+  }
   function upsertEvent(ev) {
-    const i = state.events.findIndex((e) => e.id === ev.id);
-    if (i >= 0) state.events[i] = ev;
-    else {
-      state.events.push(ev);
-      state.events.sort((a, b) => a.id - b.id);
-    }
-    renderEventLog();
+    const i = view.events.findIndex((e) => e.id === ev.id);
+    if (i >= 0) view.events[i] = ev;
+    else view.events.push(ev);
     schedule();
   }
 
-  function applyStatus(r) {
-    const changed = r.status !== state.run.status;
-    state.run = r;
-    const badge = $("status-badge");
-    badge.textContent = r.status;
-    badge.className = `badge ${r.status}`;
+  // Server-rendered parts (app/web/fragments.py): each top-level element replaces the element
+  // with its id, unless the user is typing in it or has touched it (data-keep marks those; a
+  // touched select keeps its choice).
+  function swapFragments(html) {
+    const doc = new DOMParser().parseFromString(html, "text/html");
+    for (const el of [...doc.body.children]) {
+      const old = el.id && $(el.id);
+      if (!old || old.outerHTML === el.outerHTML) continue;
+      const typing = old.contains(document.activeElement) && document.activeElement.matches("input, select, textarea");
+      if (typing || (old.hasAttribute("data-touched") && old.tagName !== "SELECT")) continue;
+      if (old.hasAttribute("data-touched")) {
+        const keep = [...el.querySelectorAll("option")].find((o) => o.value === old.value);
+        if (!keep) continue;
+        el.querySelectorAll("option").forEach((o) => o.toggleAttribute("selected", o === keep));
+        el.setAttribute("data-touched", "");
+      }
+      htmx.swap(old, el.outerHTML, { swapStyle: "outerHTML" });
+    }
     updateCounter();
-    commands.update(r);
-    // On a status change (not on every lr or best-metric update, which the stream sends many
-    // times a second) the htmx status fragment refreshes now rather than at its next tick.
-    if (changed) document.body.dispatchEvent(new CustomEvent("pandamode-status"));
   }
+  const catchUp = () => fetch(`/runs/${run.id}/_fragments`).then((r) => r.text()).then(swapFragments);
 
   // ---- the stream ---------------------------------------------------------------------------
-
-  let source = null;
+  // On connect: status, an overview when far behind, exact rows, events, then live. A run that
+  // has ended sends everything and closes (a reconnect gets 204, which stops EventSource).
   function openStream() {
-    const d = state.data.step;
-    const since = d.length ? d[d.length - 1] : 0;
-    source = new EventSource(`/api/runs/${run.id}/stream?since=${since}`);
-    source.addEventListener("metrics", (e) => appendMetrics(parseJSON(e.data)));
-    source.addEventListener("event", (e) => upsertEvent(parseJSON(e.data)));
-    source.addEventListener("status", (e) => applyStatus(parseJSON(e.data)));
+    const steps = view.full.cols.step;
+    const since = steps.length ? steps[steps.length - 1] : 0;
+    const source = new EventSource(`/api/runs/${run.id}/stream?since=${since}&points=${width()}`);
+    let fresh = true;
+    source.addEventListener("open", () => (fresh = true));
+    source.addEventListener("overview", (e) => replaceFull(parse(e.data)));
+    source.addEventListener("metrics", (e) => {
+      append(view.full, parse(e.data));
+      fold();
+      schedule();
+    });
+    source.addEventListener("event", (e) => upsertEvent(parse(e.data)));
+    source.addEventListener("status", (e) => {
+      view.run = parse(e.data);
+      if (fresh) catchUp(); // what changed between the page's render and this connection
+      fresh = false;
+      updateCounter();
+    });
+    for (const part of ["status", "event"]) source.addEventListener(`fragment-${part}`, (e) => swapFragments(e.data));
     source.addEventListener("error", () => {
-      // The browser retries by itself (sending Last-Event-ID) unless the server refused the
-      // stream outright; then reopen later with ?since= so nothing is fetched twice.
-      if (source.readyState === EventSource.CLOSED && ACTIVE.has(state.run.status)) {
-        setTimeout(openStream, 2000);
-      } else if (!ACTIVE.has(state.run.status)) {
-        source.close();
-      }
+      // The browser retries by itself unless the server refused outright (not a 204: the run
+      // ended); then reopen later, after the last row held.
+      if (source.readyState === EventSource.CLOSED && ACTIVE.has(view.run.status)) setTimeout(openStream, 2000);
     });
   }
 
-  // The parent's evaluations after the fork step, again every few seconds while it trains.
-  const PARENT_POLL_MS = 5000;
-  async function loadParent() {
-    const p = state.parent;
-    let active = false;
-    try {
-      const [metrics, parentRun] = await Promise.all([
-        fetch(`/api/runs/${p.id}/metrics?after=${p.from}&max_points=2000`),
-        fetch(`/api/runs/${p.id}`),
-      ]);
-      if (metrics.ok) {
-        const cols = parseJSON(await metrics.text());
-        const val = new Map();
-        (cols.step || []).forEach((step, i) => {
-          const loss = finite(cols.val_loss[i]);
-          const acc = finite(cols.val_acc[i]);
-          if (loss !== null || acc !== null) val.set(step, { loss, acc });
-        });
-        p.val = val;
-        p.loss.length = 0; // re-laid out on this run's steps at the next redraw
-        p.acc.length = 0;
-        schedule();
-      }
-      if (parentRun.ok) active = ACTIVE.has(parseJSON(await parentRun.text()).status);
-    } catch (err) {
-      active = true; // try again later
+  // A fork's parent: its evaluations after the fork step, again every few seconds while it trains.
+  async function loadParent(active) {
+    const id = run.parent_id;
+    const resp = await fetch(metricsUrl(id, { after: run.parent_step || 0, max_points: width() }));
+    if (resp.ok) {
+      const cols = parse(await resp.text());
+      const p = { step: [], val_loss: [], val_acc: [] };
+      (cols.step || []).forEach((s, i) => {
+        if (cols.val_loss[i] == null) return;
+        p.step.push(s);
+        p.val_loss.push(finite(cols.val_loss[i]));
+        p.val_acc.push(finite(cols.val_acc[i]));
+      });
+      view.parent = p;
+      schedule();
     }
-    if (active) setTimeout(loadParent, PARENT_POLL_MS);
-  }
-
-  // The parent's values at this run's steps, for the rows not laid out yet.
-  function alignParent() {
-    const p = state.parent;
-    if (!p) return;
-    const steps = state.data.step;
-    for (let i = p.loss.length; i < steps.length; i++) {
-      const v = p.val.get(steps[i]);
-      p.loss.push(v ? v.loss : null);
-      p.acc.push(v ? v.acc : null);
-    }
-  }
-
-  // Events recorded before the page opened (the stream then sends changes).
-  async function loadEvents() {
-    try {
-      const resp = await fetch(`/api/runs/${run.id}/events`);
-      if (!resp.ok) return;
-      const body = parseJSON(await resp.text());
-      for (const ev of Array.isArray(body) ? body : body.events || []) upsertEvent(ev);
-    } catch (err) {
-      console.warn("could not load events", err);
+    if (active) {
+      const parent = await fetch(`/api/runs/${id}`).then((r) => r.json()).catch(() => ({}));
+      setTimeout(() => loadParent(ACTIVE.has(parent.status)), 5000);
     }
   }
 
   // ---- drawing ------------------------------------------------------------------------------
-
-  // Redraws are batched into one animation frame, and at most one every MIN_REDRAW_MS: a fast
-  // run sends thousands of steps a second, and redrawing 3 charts of 100k points at 60 fps would
-  // starve the page (and the trainer on a small machine) for no visible gain.
-  const MIN_REDRAW_MS = 100;
+  // At most one redraw per 100 ms, in an animation frame: a fast run sends thousands of steps a
+  // second, and redrawing at 60 fps would starve the page for no visible gain.
   let pending = false;
   let lastDraw = 0;
   function schedule() {
     if (pending) return;
     pending = true;
-    const wait = Math.max(0, lastDraw + MIN_REDRAW_MS - performance.now());
-    setTimeout(() => requestAnimationFrame(redraw), wait);
+    setTimeout(() => requestAnimationFrame(redraw), Math.max(0, lastDraw + 100 - performance.now()));
   }
-
   function redraw() {
     pending = false;
     lastDraw = performance.now();
-    for (const key of ["train_loss", "train_acc"]) {
-      PandaCharts.smoothInto(state.data[key], state.smooth[key], state.ema[key], state.weight);
-    }
-    alignParent();
-    for (const [kind, chart] of Object.entries(charts)) {
-      chart.setData(PandaCharts.columns(kind, state), state.zoom === null);
-      if (state.zoom !== null) chart.setScale("x", state.zoom);
-    }
+    const set = view.shown();
+    for (const k of ["train_loss", "train_acc"]) PandaCharts.smoothInto(set.cols[k], set.smooth[k], set.ema[k], view.weight);
+    for (const [kind, chart] of Object.entries(charts)) chart.setData(PandaCharts.columns(kind, set, view.timeAxis), true);
     updateCounter();
   }
-
   function updateCounter() {
-    const d = state.data.step;
-    const shown = Math.max(state.run.step || 0, d.length ? d[d.length - 1] : 0);
+    const steps = view.full.cols.step;
+    const shown = Math.max(view.run.step || 0, steps.length ? steps[steps.length - 1] : 0);
     $("step-counter").textContent = shown;
-    // The status panel re-renders every 2 s from the server; between renders (and right after
-    // one, which can trail the stream) it shows the live step too.
-    const panelStep = $("status-step");
-    if (panelStep && Number(panelStep.textContent) < shown) panelStep.textContent = shown;
-    $("no-data").hidden = d.length > 0;
+    const panel = $("status-step");
+    if (panel && Number(panel.textContent) < shown) panel.textContent = shown;
+    $("no-data").hidden = steps.length > 0;
   }
-  // Any swap on this page may be the status panel's (an outerHTML swap replaces its element).
-  document.body.addEventListener("htmx:afterSwap", updateCounter);
 
-  // Zoom one chart by dragging: every chart follows. Double-click returns to the full range.
-  function zoomTo(range) {
-    state.zoom = range;
-    for (const chart of Object.values(charts)) {
-      if (range) chart.setScale("x", range);
-      else chart.setData(chart.data, true);
+  // Zoom by dragging on any chart: the exact rows of that range (an overview again when it is
+  // wide). Double-click: the whole run.
+  async function zoomTo(min, max) {
+    if (min === null) {
+      view.zoom = null;
+      return schedule();
     }
+    const d = view.full.cols;
+    const stepAt = (x) => (view.timeAxis ? d.step[Math.min(lowerBound(d.time, x), d.step.length - 1)] : x);
+    const [a, b] = [Math.floor(stepAt(min)), Math.ceil(stepAt(max))];
+    const resp = await fetch(metricsUrl(run.id, { after: Math.max(0, a - 1), before: b + 1, max_points: width() }));
+    if (!resp.ok) return;
+    const set = makeSet();
+    append(set, parse(await resp.text()));
+    view.zoom = { set, min, max };
+    schedule();
   }
-  const chartHooks = {
-    setSelect: [
-      (u) => {
-        if (u.select.width > 4) {
-          const min = u.posToVal(u.select.left, "x");
-          const max = u.posToVal(u.select.left + u.select.width, "x");
-          zoomTo({ min, max });
-        }
-        u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
-      },
-    ],
+  const hooks = {
+    setSelect: [(u) => {
+      if (u.select.width > 4) zoomTo(u.posToVal(u.select.left, "x"), u.posToVal(u.select.left + u.select.width, "x"));
+      u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
+    }],
     ready: [(u) => u.over.addEventListener("dblclick", () => zoomTo(null))],
   };
-
-  function makeChart(kind) {
-    const el = $(`chart-${kind}`);
-    if (charts[kind]) charts[kind].destroy();
-    charts[kind] = PandaCharts.create(kind, el, state, chartHooks);
-    applyVisibility(kind);
+  function makeCharts() {
+    for (const kind of ["loss", "acc", "lr"]) {
+      if (charts[kind]) charts[kind].destroy();
+      charts[kind] = PandaCharts.create(kind, $(`chart-${kind}`), view, hooks);
+    }
   }
 
-  function applyVisibility(kind) {
-    if (kind === "lr") return;
-    const train = $("show-train").checked;
-    const val = $("show-val").checked;
-    const chart = charts[kind];
-    chart.setSeries(1, { show: train });
-    chart.setSeries(2, { show: train });
-    chart.setSeries(3, { show: val });
-    if (state.parent) chart.setSeries(4, { show: $("show-parent").checked });
-  }
-
-  // ---- the event log (the markers' DOM trace) -----------------------------------------------
-
-  function renderEventLog() {
-    const items = state.events.map((ev) => {
-      const li = document.createElement("li");
-      li.dataset.id = ev.id;
-      li.dataset.type = ev.type;
-      li.dataset.step = ev.step ?? "";
-      const where = ev.step === null || ev.step === undefined ? "pending" : `at step ${ev.step}`;
-      li.textContent = `${PandaCharts.eventLabel(ev)} (${ev.source || "user"}, ${where})`;
-      if (ev.step === null || ev.step === undefined) li.className = "pending";
-      if (ev.error) {
-        li.className = "error";
-        li.textContent += `: ${ev.error}`;
-      }
-      return li;
+  // ---- chart controls and keyboard -----------------------------------------------------------
+  const restyle = { "loss-log": "lossLog", outliers: "outliers", "time-axis": "timeAxis", "show-train": "showTrain", "show-val": "showVal", "show-parent": "showParent" };
+  for (const [id, key] of Object.entries(restyle)) {
+    if (!$(id)) continue;
+    $(id).addEventListener("change", () => {
+      view[key] = $(id).checked;
+      if (key === "timeAxis") view.zoom = null;
+      makeCharts(); // a scale's kind and a series' visibility are fixed at creation
     });
-    $("event-log").replaceChildren(...items);
   }
-
-  // ---- chart controls -----------------------------------------------------------------------
-
   $("smoothing").addEventListener("input", () => {
-    state.weight = Number($("smoothing").value);
-    $("smoothing-value").textContent = state.weight.toFixed(2);
-    for (const key of ["train_loss", "train_acc"]) {
-      state.smooth[key].length = 0; // recompute from the first point with the new weight
-      state.ema[key] = { last: 0, n: 0 };
+    view.weight = Number($("smoothing").value);
+    $("smoothing-value").textContent = view.weight.toFixed(2);
+    for (const set of [view.full, view.zoom && view.zoom.set].filter(Boolean)) {
+      set.smooth = { train_loss: [], train_acc: [] };
+      set.ema = { train_loss: { last: 0, n: 0 }, train_acc: { last: 0, n: 0 } };
     }
-    schedule();
+    makeCharts();
   });
-  $("loss-log").addEventListener("change", () => {
-    state.lossLog = $("loss-log").checked;
-    makeChart("loss"); // a scale's distribution is fixed at creation
-    schedule();
+  window.addEventListener("resize", () => Object.entries(charts).forEach(([k, c]) => c.setSize({ width: Math.max(300, $(`chart-${k}`).clientWidth), height: c.height })));
+  // Fields the stream's pushes must leave alone once the user has touched them; the lr slider
+  // and field move together.
+  document.addEventListener("input", (e) => {
+    const t = e.target;
+    const keep = t.closest("[data-keep]");
+    if (keep) keep.setAttribute("data-touched", "");
+    if (t.id === "lr-slider") $("lr-input").value = Number((10 ** Number(t.value)).toPrecision(3));
+    if (t.id === "lr-input" && Number(t.value) > 0) $("lr-slider").value = Math.log10(Number(t.value));
   });
-  for (const id of ["show-train", "show-val", "show-parent"]) {
-    const box = $(id);
-    if (box) box.addEventListener("change", () => ["loss", "acc"].forEach(applyVisibility));
-  }
-  window.addEventListener("resize", () => {
-    for (const [kind, chart] of Object.entries(charts)) {
-      chart.setSize({ width: Math.max(300, $(`chart-${kind}`).clientWidth), height: chart.height });
+  // Space pause/resume (as media players), s step, ] and [ the learning rate x2 and /2; not
+  // while typing in a field.
+  document.addEventListener("keydown", (e) => {
+    if (e.ctrlKey || e.metaKey || e.altKey || e.target.closest("input, select, textarea, [contenteditable]")) return;
+    const press = (id) => $(id) && !$(id).disabled && ($(id).click(), true);
+    if (e.key === " ") {
+      e.preventDefault();
+      press("pause") || press("resume");
+    } else if (e.key === "s") press("step");
+    else if ((e.key === "]" || e.key === "[") && !$("apply-lr").disabled) {
+      const field = $("lr-input");
+      field.value = Number((Number(field.value) * (e.key === "]" ? 2 : 0.5)).toPrecision(3));
+      field.dispatchEvent(new Event("input", { bubbles: true }));
+      $("lr-form").requestSubmit();
     }
   });
+  document.body.addEventListener("htmx:afterSwap", updateCounter);
 
   // ---- start --------------------------------------------------------------------------------
-
-  window.pandamode = {
-    charts,
-    data: state.data,
-    events: state.events,
-    state,
-    lrValue: commands.lrValue,
-    stepN: commands.stepN,
-    paceValue: commands.paceValue,
-  };
-  ["loss", "acc", "lr"].forEach(makeChart);
-  applyStatus(run);
-  loadEvents();
-  if (state.parent) loadParent();
+  window.pandamode = { charts, state: view, get data() { return view.full.cols; }, get events() { return view.events; } };
+  makeCharts();
+  updateCounter();
+  if (run.parent_id != null) loadParent(PAGE.parent_active);
   openStream();
 })();

@@ -1,10 +1,9 @@
-"""HTML pages and the htmx fragments they refresh themselves with.
+"""What the HTML pages share: Jinja filters and the pace choices.
 
-Pages render what the JSON API would return (``crud.serialize_run``), so a template and
-``static/run.js`` read the same run object whether it came from the page or from the stream.
-Each fragment (``_runs_table.html``, ``_run_status.html``) is both included by its page and served
-alone for htmx, and carries its own polling trigger only while something can still change.
-Handlers are plain ``def``: database calls block, and FastAPI runs these in its threadpool.
+The pages themselves live beside it: the runs list (app/web/runs_list.py), the new-run form
+(app/web/new_run_form.py), the run page (app/web/run_page.py, its live parts in
+app/web/fragments.py). Pages render what the JSON API would return (``crud.serialize_run``), so a
+template and the page's JavaScript read the same run object.
 """
 
 from __future__ import annotations
@@ -13,13 +12,8 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment
-from sqlalchemy.orm import Session
-
-from app import crud
-from app.api.deps import ReadSession, run_or_404
 
 router = APIRouter(include_in_schema=False)
 
@@ -70,26 +64,3 @@ def _templates(request: Request) -> Jinja2Templates:
 # Steps per second offered by the pace selects (here and in the new-run form of
 # app/web/new_run_form.py); None is full speed.
 PACE_CHOICES: tuple[float | None, ...] = (1, 5, 10, 20, 50, 100, 200, 500, 1000, None)
-
-
-def _run_context(session: Session, run_id: int) -> dict[str, Any]:
-    run = run_or_404(session, run_id)
-    return {
-        "run": crud.serialize_run(run),
-        "active_statuses": ACTIVE_STATUSES,
-        "pace": crud.current_pace(session, run_id, pending=True),
-        "pace_choices": PACE_CHOICES,
-    }
-
-
-@router.get("/runs/{run_id}", response_class=HTMLResponse, name="run_page")
-def run_page(request: Request, run_id: int, session: ReadSession) -> HTMLResponse:
-    """One run: header, status, controls, charts; live data comes from static/run.js."""
-    return _templates(request).TemplateResponse(request, "run.html", _run_context(session, run_id))
-
-
-@router.get("/runs/{run_id}/_status", response_class=HTMLResponse, name="run_status_fragment")
-def run_status_fragment(request: Request, run_id: int, session: ReadSession) -> HTMLResponse:
-    """The status block alone, for its own htmx polling (stops once the run is settled)."""
-    context = _run_context(session, run_id)
-    return _templates(request).TemplateResponse(request, "_run_status.html", context)

@@ -72,6 +72,32 @@ def _wait_healthy(proc: subprocess.Popen[bytes], url: str, log_path: Path) -> No
     pytest.fail(f"{url} did not answer within {SERVER_START_TIMEOUT} s:\n{log_path.read_text()}")
 
 
+@contextlib.contextmanager
+def serve(data_dir: Path, *extra: str) -> Iterator[str]:
+    """`pandamode serve` on a free loopback port over ``data_dir`` (which may already hold a
+    database), with ``extra`` flags (e.g. ``--workers 0``); its URL, stopped on exit."""
+    log_path = data_dir / "server.log"
+    port = _free_port()
+    cmd = [sys.executable, "-c", "import sys; from app.cli import main; sys.exit(main())", "serve"]
+    cmd += ["--port", str(port), "--data-dir", str(data_dir), *extra]
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        _wait_healthy(proc, f"http://127.0.0.1:{port}/healthz", log_path)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
 @pytest.fixture(scope="session")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`pandamode serve` on a free loopback port with a fresh data dir, stopped at the end."""

@@ -139,7 +139,9 @@ def test_babysit_a_run(browser_page: Page, server_url: str, api: Api, tmp_path: 
     assert page.evaluate(
         "s => window.pandamode.events.some(e => e.type === 'set_lr' && e.step === s)", paused_at
     )
-    expect(page.locator("#command-messages")).to_contain_text("set_lr sent")
+    # The command's message follows it: sent, then where it applied (pushed by the stream).
+    expect(page.locator("#command-messages")).to_contain_text(f"set_lr {NEW_LR} sent")
+    expect(page.locator("#command-messages")).to_contain_text(f"applied at step {paused_at}")
     # The slider follows the number field (log10 scale).
     slider = float(page.input_value("#lr-slider"))
     assert abs(slider - math.log10(NEW_LR)) < 0.01
@@ -259,7 +261,7 @@ def test_diverging_run_shows_gaps_and_status(browser_page: Page, server_url: str
     page.click("#new-run button[type=submit]")
     diverged = opened_run(page)
     expect(page.locator("#status-badge")).to_have_text("diverged", timeout=30_000)
-    page.wait_for_function("window.pandamode.state.nonfinite.length > 0")
+    page.wait_for_function("window.pandamode.state.full.nonfinite.length > 0")
     last_loss = page.evaluate(
         "(() => { const d = window.pandamode.data.train_loss; return d[d.length - 1]; })()"
     )
@@ -335,15 +337,20 @@ def test_go_back_to_a_checkpoint_with_another_lr(
     last_lr = page.evaluate("(() => { const d = window.pandamode.data.lr; return d.at(-1); })()")
     assert last_lr == pytest.approx(0.005, rel=1e-6)
 
-    # The parent's validation from the fork on is drawn alongside, step for step.
+    # The parent's validation from the fork on is drawn alongside (as a dashed curve the x axis
+    # makes room for, beyond this run's own last step).
     wait_counter_above(page, 200)
     parent_rows = api(f"/api/runs/{parent}/metrics?after={ckpt_step}")
     parent_val = parent_rows["val_loss"][parent_rows["step"].index(200)]
-    expect(page.locator("#chart-loss .u-legend")).to_contain_text(f"run #{parent} val loss")
+    expect(page.locator(".parent-key")).to_contain_text(f"run #{parent}")
     page.wait_for_function(
-        "v => { const s = window.pandamode.state, i = s.data.step.indexOf(200);"
-        " return i >= 0 && s.parent.loss[i] === v; }",
+        "v => { const p = window.pandamode.state.parent;"
+        " return p && p.val_loss[p.step.indexOf(200)] === v; }",
         arg=parent_val,
+    )
+    parent_last = page.evaluate("window.pandamode.state.parent.step.at(-1)")
+    page.wait_for_function(
+        "s => window.pandamode.charts.loss.scales.x.max >= s", arg=parent_last
     )
 
     for run_id in (child, parent):  # leave the worker free for whatever runs next

@@ -1,0 +1,119 @@
+"""The run page's server-rendered parts, for the page, for its form answers and for the stream.
+
+``run_context`` reads everything the run page shows in one short transaction; ``render_live``
+turns it into the page's live elements (``_run_live.html``: header, status, buttons, lr field,
+event log, fork list, command messages), each a top-level element with an id that
+static/run.js swaps in place. ``Fragments`` is the stream hub's hook: called once per tail poll
+that produced ``event`` or ``status`` messages, it renders those parts once, and the hub fans
+the same bytes out to every viewer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from fastapi import HTTPException
+from jinja2 import Environment
+from sqlalchemy.orm import Session
+
+from app import crud
+from app.db import Database
+from app.web import present
+from app.web.pages import PACE_CHOICES, install_filters
+
+EVENT_LOG = 200
+"""Newest events listed in the log (the chart markers come from the stream's JSON events)."""
+
+FRAGMENT_EVENT = "fragment-{part}"
+"""SSE event name of a push, one per part (`status`, `event`): the hub keeps the latest of each
+name for a viewer that joins later, so the two must not overwrite each other."""
+
+
+def install(env: Environment) -> None:
+    """The filters the run templates use (idempotent)."""
+    install_filters(env)
+    for name, fn in {
+        "number": present.number,
+        "command_text": present.command_text,
+        "event_state": present.event_state,
+        "event_note": present.event_note,
+        "event_label": present.event_label,
+    }.items():
+        env.filters.setdefault(name, fn)
+
+
+def enabled_buttons(status: str, has_checkpoint: bool) -> dict[str, bool]:
+    """Which commands make sense in which status (the server still answers 409 to the rest)."""
+    active = status in present.ACTIVE_STATUSES
+    return {
+        "apply-lr": active,
+        "apply-pace": active,
+        "pause": status in ("running", "queued"),
+        "resume": status == "paused",
+        "step": status == "paused",
+        "checkpoint": status in ("running", "paused"),
+        "stop": active,
+        "fork": has_checkpoint,
+    }
+
+
+def lr_field_context(lr: Any) -> dict[str, Any]:
+    """The lr field's value (the effective rate) and its slider position (log10)."""
+    value = lr if isinstance(lr, int | float) and lr > 0 else None
+    return {
+        "lr_field": present.field_value(value),
+        "lr_log10": f"{math.log10(value):.3f}" if value else "-2",
+    }
+
+
+def run_context(session: Session, run_id: int) -> dict[str, Any]:
+    """Everything the run page and its live parts show, from one read transaction."""
+    model = crud.get_run(session, run_id)
+    if model is None:
+        raise HTTPException(status_code=404, detail=f"run {run_id} not found")
+    run = crud.serialize_run(model)
+    events = present.serialize_events(session, run_id)
+    checkpoints = present.checkpoint_options(session, run)
+    return {
+        "run": run,
+        "lr_text": present.lr_explained(run),
+        **lr_field_context(run["lr"] if run["lr"] is not None else run["config"].get("lr")),
+        "events": events[-EVENT_LOG:],
+        "commands": [e for e in events if e["source"] == "user"][-present.COMMAND_MESSAGES :],
+        "checkpoints": checkpoints,
+        "enabled": enabled_buttons(run["status"], bool(checkpoints)),
+        "active_statuses": present.ACTIVE_STATUSES,
+        "pace_choices": PACE_CHOICES,
+    }
+
+
+def render_live(env: Environment, context: dict[str, Any], parts: Iterable[str]) -> str:
+    """The live elements for ``parts`` (``status``: header, status, buttons, lr field;
+    ``event``: event log, fork list, command messages)."""
+    install(env)
+    return env.get_template("_run_live.html").render({**context, "parts": set(parts)})
+
+
+class Fragments:
+    """The stream hub's ``fragments`` hook: ``(run_id, changed) -> [(sse_event, html)]``.
+
+    Runs in a worker thread (it reads the database); one render per tail poll, whatever the
+    number of viewers.
+    """
+
+    def __init__(self, db: Database, env: Environment) -> None:
+        self.db = db
+        self.env = env
+
+    def __call__(self, run_id: int, changed: set[str]) -> list[tuple[str, str]]:
+        parts = {p for p in changed if p in ("status", "event")}
+        if not parts:
+            return []
+        try:
+            with self.db.read() as session:
+                context = run_context(session, run_id)
+        except HTTPException:  # the run is gone: nothing to show
+            return []
+        return [(FRAGMENT_EVENT.format(part=p), render_live(self.env, context, {p})) for p in parts]
