@@ -7,7 +7,8 @@ Measured in one run of this script, side by side on the same machine:
 2. steps per second of the same config trained through the dashboard: a real ``pandamode serve``
    subprocess with its worker process, metrics streamed into SQLite; read from the rows' own
    timestamps, so HTTP polling by this script does not enter the figure;
-3. the time from a ``set_lr`` POST to the step boundary where it took effect, over many commands.
+3. the time from a ``set_lr`` POST to the step boundary where it took effect, over many commands
+   (each writes a checkpoint of the state before it: their count and size are printed too).
 
 Usage: ``.venv/bin/python bench/dashboard_speed.py [--commands 40]``
 """
@@ -108,8 +109,9 @@ def dashboard_steps_per_second(dash: Dashboard, config: RunConfig) -> float:
     return (len(times) - 1) / (times[-1] - times[0])
 
 
-def set_lr_latencies(dash: Dashboard, commands: int) -> list[float]:
-    """Seconds from each POST to the moment the worker applied it (observed by polling events)."""
+def set_lr_latencies(dash: Dashboard, commands: int) -> tuple[list[float], list[int]]:
+    """Seconds from each POST to the moment the worker applied it (observed by polling events),
+    and the sizes of the "before lr" checkpoints the commands left (each change writes one)."""
     run = dash.post("/api/runs", {"name": "bench-set-lr", "config": {"max_steps": 10_000_000}})
     path = f"/api/runs/{run['id']}"
     dash.wait_until(lambda: dash.get(path)["step"] > 20, timeout=60)
@@ -126,7 +128,8 @@ def set_lr_latencies(dash: Dashboard, commands: int) -> list[float]:
         dash.wait_until(applied, timeout=30, interval=0.002)
         latencies.append(time.perf_counter() - start)
     dash.post(f"{path}/commands", {"type": "stop"})
-    return latencies
+    sizes = [c["size"] for c in dash.get(f"{path}/checkpoints") if c.get("label")]
+    return latencies, sizes
 
 
 def main() -> None:
@@ -140,7 +143,8 @@ def main() -> None:
         dash = Dashboard(Path(data_dir))
         try:
             served_rate = dashboard_steps_per_second(dash, config)
-            latencies = sorted(set_lr_latencies(dash, args.commands))
+            latencies, sizes = set_lr_latencies(dash, args.commands)
+            latencies.sort()
         finally:
             dash.close()
     p95 = latencies[max(0, round(0.95 * len(latencies)) - 1)]
@@ -151,6 +155,7 @@ def main() -> None:
     print(f"  dashboard / engine    {served_rate / engine_rate:8.2f}")
     print(f"  set_lr POST -> applied, {len(latencies)} commands: ")
     print(f"    median {statistics.median(latencies) * 1e3:.1f} ms, p95 {p95 * 1e3:.1f} ms")
+    print(f"    'before lr' checkpoints kept: {len(sizes)}, {sum(sizes) / 1e6:.1f} MB")
 
 
 if __name__ == "__main__":
