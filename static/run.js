@@ -257,6 +257,7 @@
     const press = (id) => $(id) && !$(id).disabled && ($(id).click(), true);
     if (e.key === " ") {
       e.preventDefault();
+      document.activeElement.blur(); // a focused button would take the space as a click too
       press("pause") || press("resume");
     } else if (e.key === "s") press("step");
     else if ((e.key === "]" || e.key === "[") && !$("apply-lr").disabled) {

@@ -37,7 +37,7 @@ def fork_run(
     child = create_run(
         session,
         config=config,
-        name=name or f"{parent.name} fork@{ckpt.step}",
+        name=name or f"{parent.name.removesuffix(f' fork@{parent.parent_step}')} fork@{ckpt.step}",
         parent_id=parent.id,
         parent_step=ckpt.step,
     )
