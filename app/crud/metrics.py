@@ -140,8 +140,8 @@ def count_metrics(session: Session, run_id: int) -> int:
         last = seg.before - 1 if seg.before is not None else _own_last_step(session, seg.run_id)
         if last is None or last <= seg.after:
             continue
-        aggs, _rows = rollups.cover(session, seg, seg.after + 1, last, top)
-        total += sum(int(a[rollups.N]) for a in aggs)
+        pieces, _rows = rollups.cover(session, seg, seg.after + 1, last, top)
+        total += sum(int(p[1 + rollups.N]) for p in pieces)
     return total
 
 

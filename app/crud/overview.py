@@ -62,20 +62,25 @@ def metrics_window(
         return _all_rows(session, segs), True
     budget = max(max_points - 2, 2)
     top = _level(span, max(budget // 2, 1))
-    aggs: list[rollups.Agg] = []
+    pieces: list[rollups.Agg] = []
     known: dict[int, Row] = {a: first, b: last}
     for seg in segs:
         lo = max(seg.after + 1, a)
         hi = b if seg.before is None else min(seg.before - 1, b)
-        seg_aggs, seg_rows = rollups.cover(session, seg, lo, hi, top)
-        aggs.extend(seg_aggs)
+        seg_pieces, seg_rows = rollups.cover(session, seg, lo, hi, top)
+        pieces.extend(seg_pieces)
         known.update((int(r[STEP]), r) for r in seg_rows)
-    table = np.array(aggs, dtype=np.float64).reshape(-1, len(rollups.FIELDS))
-    if int(table[:, rollups.N].sum()) <= max_points:
+    table = np.array(pieces, dtype=np.float64).reshape(-1, 1 + len(rollups.FIELDS))
+    if int(table[:, 1 + rollups.N].sum()) <= max_points:
         rows = list(known.values()) if top < 0 else _all_rows(session, segs)
         return sorted(rows, key=lambda r: r[STEP]), True
+    # Output buckets are runs of whole width-``unit`` buckets: no piece straddles two of them,
+    # so each keeps the true extremes of its steps.
+    unit = rollups.WIDTHS[top] if top >= 0 else 1
+    units = (table[:, 0] - 1) // unit - (a - 1) // unit
+    n_units = (b - 1) // unit - (a - 1) // unit + 1
     keep = {a, b}
-    val_total = int(table[:, rollups.VAL_N].sum())
+    val_total = int(table[:, 1 + rollups.VAL_N].sum())
     if val_total <= budget // 2:
         for seg in segs:
             for row in segment_rows(session, seg, evaluations_only=True):
@@ -84,9 +89,10 @@ def metrics_window(
         train_budget = budget - val_total
     else:
         val_budget = budget // 2
-        keep |= _extremes(table, a, span, max(val_budget // 2, 1), val=True)
+        val_groups = units // -(-n_units // max(val_budget // 2, 1))
+        keep |= _extremes(table, val_groups, _VAL)
         train_budget = budget - val_budget
-    keep |= _extremes(table, a, span, max(train_budget // 2, 1), val=False)
+    keep |= _extremes(table, units // -(-n_units // max(train_budget // 2, 1)), _TRAIN)
     missing = sorted(s for s in keep if s not in known)
     known.update(_rows_at(session, segs, missing))
     return [known[s] for s in sorted(keep) if s in known], False
@@ -101,23 +107,30 @@ def _level(span: int, groups: int) -> int:
     return -1 if span <= RAW_LIMIT else 0
 
 
-def _extremes(table: np.ndarray, first: int, span: int, groups: int, *, val: bool) -> set[int]:
-    """Steps of the lowest and the highest loss in each of ``groups`` equal step ranges."""
-    if val:
-        pairs = ((rollups.VAL_LO_STEP, rollups.VAL_LO_LOSS, 1.0),)
-        pairs += ((rollups.VAL_HI_STEP, rollups.VAL_HI_LOSS, -1.0),)
-    else:
-        pairs = ((rollups.LO_STEP, rollups.LO_LOSS, 1.0), (rollups.HI_STEP, rollups.HI_LOSS, -1.0))
+# (step column, value column, +1 for the lowest / -1 for the highest) in a pieces table
+_TRAIN = (
+    (1 + rollups.LO_STEP, 1 + rollups.LO_LOSS, 1.0),
+    (1 + rollups.HI_STEP, 1 + rollups.HI_LOSS, -1.0),
+)
+_VAL = (
+    (1 + rollups.VAL_LO_STEP, 1 + rollups.VAL_LO_LOSS, 1.0),
+    (1 + rollups.VAL_HI_STEP, 1 + rollups.VAL_HI_LOSS, -1.0),
+)
+
+
+def _extremes(
+    table: np.ndarray, group: np.ndarray, pairs: tuple[tuple[int, int, float], ...]
+) -> set[int]:
+    """Steps of the lowest and the highest value of each group of pieces (earliest on ties)."""
     keep: set[int] = set()
     for step_col, value_col, sign in pairs:
         steps, values = table[:, step_col], table[:, value_col]
         mask = ~(np.isnan(steps) | np.isnan(values))
         if not mask.any():
             continue
-        steps, values = steps[mask], values[mask] * sign
-        group = np.minimum(np.floor((steps - first) * groups / span), groups - 1)
-        order = np.lexsort((steps, values, group))  # by group, then value, then earliest step
-        ordered = group[order]
+        steps, values, groups = steps[mask], values[mask] * sign, group[mask]
+        order = np.lexsort((steps, values, groups))  # by group, then value, then step
+        ordered = groups[order]
         leads = np.ones(len(order), dtype=bool)
         leads[1:] = ordered[1:] != ordered[:-1]
         keep.update(int(s) for s in steps[order[leads]])

@@ -162,16 +162,17 @@ def _build_upsert(dialect: str) -> Insert:
 def cover(
     session: Session, seg: Segment, first: int, last: int, top: int
 ) -> tuple[list[Agg], list[Row]]:
-    """Summaries tiling steps ``first..last`` of a segment's run, and the exact rows at the edges.
+    """Pieces tiling steps ``first..last`` of a segment's run, and the exact rows at the edges.
 
-    The middle comes from width ``WIDTHS[top]``, each ragged edge from the next finer width down
-    to single rows (fewer than ``WIDTHS[0]`` per edge); ``top = -1`` reads every row. Returns
-    (summaries including one per exact row, the exact rows).
+    A piece is ``(the first step it covers, *summary)``. The middle comes from width
+    ``WIDTHS[top]``, each ragged edge from the next finer width down to single rows (fewer than
+    ``WIDTHS[0]`` per edge), so no piece straddles a multiple of ``WIDTHS[top]``; ``top = -1``
+    reads every row. Returns (pieces, one per exact row among them; the exact rows).
     """
-    aggs: list[Agg] = []
+    pieces: list[Agg] = []
     rows: list[Row] = []
-    _cover(session, seg.run_id, first, last, top, aggs, rows)
-    return aggs, rows
+    _cover(session, seg.run_id, first, last, top, pieces, rows)
+    return pieces, rows
 
 
 def _cover(
@@ -180,7 +181,7 @@ def _cover(
     first: int,
     last: int,
     level: int,
-    aggs: list[Agg],
+    pieces: list[Agg],
     rows: list[Row],
 ) -> None:
     if first > last:
@@ -188,20 +189,18 @@ def _cover(
     if level < 0:
         found = segment_rows(session, Segment(run_id, first - 1, last + 1))
         rows.extend(found)
-        aggs.extend(
-            row_agg(r[STEP], r[TRAIN_LOSS], r[VAL_ACC] is not None, r[VAL_LOSS]) for r in found
-        )
+        pieces.extend((r[STEP], *agg_of(r)) for r in found)
         return
     width = WIDTHS[level]
     lo_bucket = (first - 1 + width - 1) // width  # first bucket starting at or after ``first``
     hi_bucket = last // width - 1  # last bucket ending at or before ``last``
     if lo_bucket > hi_bucket:
-        _cover(session, run_id, first, last, level - 1, aggs, rows)
+        _cover(session, run_id, first, last, level - 1, pieces, rows)
         return
-    _cover(session, run_id, first, lo_bucket * width, level - 1, aggs, rows)
+    _cover(session, run_id, first, lo_bucket * width, level - 1, pieces, rows)
     table = MetricRollup.__table__
     stmt = (
-        select(*(table.c[f] for f in FIELDS))
+        select(table.c.bucket, *(table.c[f] for f in FIELDS))
         .where(
             table.c.run_id == run_id,
             table.c.width == width,
@@ -210,5 +209,5 @@ def _cover(
         )
         .order_by(table.c.bucket)
     )
-    aggs.extend(tuple(r) for r in session.execute(stmt))
-    _cover(session, run_id, (hi_bucket + 1) * width + 1, last, level - 1, aggs, rows)
+    pieces.extend((r[0] * width + 1, *r[1:]) for r in session.execute(stmt))
+    _cover(session, run_id, (hi_bucket + 1) * width + 1, last, level - 1, pieces, rows)
