@@ -31,6 +31,17 @@ PALETTE = (
 """One colour per run, shared by the chart (via the page's JSON) and the table's swatches."""
 
 
+LEGEND_CHARS = 40
+"""A legend entry is cut here: uPlot lays its legend out inline, and one long name would push
+the others onto lines of their own (the settings table keeps the full name in a title)."""
+
+
+def legend_label(run: dict[str, Any]) -> str:
+    """``#3 name``, cut with an ellipsis past LEGEND_CHARS."""
+    label = f"#{run['id']} {run['name']}"
+    return label if len(label) <= LEGEND_CHARS else label[: LEGEND_CHARS - 1].rstrip() + "\u2026"
+
+
 class BadIds(ValueError):
     """The ids parameter names no valid set of runs to compare."""
 
@@ -81,8 +92,6 @@ def compare_page(
     for run, colour in zip(runs, PALETTE, strict=False):
         run["colour"] = colour
     differ, same = run_summary.config_table([r["config"] for r in runs])
-    chart = [
-        {"id": r["id"], "label": f"#{r['id']} {r['name']}", "colour": r["colour"]} for r in runs
-    ]
+    chart = [{"id": r["id"], "label": legend_label(r), "colour": r["colour"]} for r in runs]
     context = {"runs": runs, "differ": differ, "same": same, "chart_runs": chart}
     return templates(request).TemplateResponse(request, "compare.html", context)

@@ -68,3 +68,14 @@ def test_missing_run_is_404(client: TestClient, tiny: dict[str, Any]) -> None:
     response = client.get(f"/compare?ids={a},{a + 41}")
     assert response.status_code == 404
     assert f"run {a + 41} not found" in response.text
+
+
+def test_a_long_name_is_cut_in_the_legend_only(client: TestClient, tiny: dict[str, Any]) -> None:
+    long = "a very long run name " * 6
+    a = make(client, tiny, long)
+    b = make(client, tiny, "short")
+    page = client.get(f"/compare?ids={a},{b}").text
+    data = json.loads(re.search(r'id="compare-data"[^>]*>(.*?)</script>', page).group(1))
+    assert data[0]["label"].endswith("\u2026") and len(data[0]["label"]) == 40
+    assert data[1]["label"] == f"#{b} short"
+    assert f'title="{long}"' in page, "the table keeps the full name"
