@@ -13,49 +13,27 @@ from typing import Any, get_args
 from jinja2 import Environment
 
 from app.models import RUN_STATUSES
+from app.web import present
 from engine import RunConfig
 from engine.data import BUILTIN
 
-# Input features and classes of the built-in datasets; None means "from the config" (n_classes).
-# digits is sklearn's 8x8 digits; the generated ones are 2-D points.
-_BUILTIN_SHAPE: dict[str, tuple[int, int | None]] = {
-    "digits": (64, 10),
-    "spirals": (2, None),
-    "moons": (2, 2),
-    "blobs": (2, None),
-}
-assert set(_BUILTIN_SHAPE) == set(BUILTIN), "a new built-in dataset needs its shape here"
+FEATURES: dict[str, int] = {"digits": 64, "spirals": 2, "moons": 2, "blobs": 2}
+"""Input width of each built-in dataset (sklearn's 8x8 digits; the generated ones are 2-D)."""
+assert set(FEATURES) == set(BUILTIN), "a new built-in dataset needs its input width here"
 
-
-def rate(value: Any) -> str:
-    """A learning rate for people: three significant digits, short exponent form below 1e-3.
-
-    ``1.5e-4`` reads "1.5e-4" and ``0.0046`` reads "0.0046": a rate is never rounded to "0".
-    The API's spellings of non-finite floats pass through unchanged.
-    """
-    if value is None:
-        return "\u2013"
-    if isinstance(value, str):
-        return value
-    number = float(value)
-    if number == 0:
-        return "0"
-    if abs(number) < 1e-3 or abs(number) >= 1e4:
-        mantissa, exponent = f"{number:.2e}".split("e")
-        return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
-    return f"{number:.3g}"
+rate = present.number
+"""A learning rate for people, as the run page writes it: ``1.5e-4``, ``0.0046``, never a "0"
+that is only a rounding (app/web/present.py is the one formatter of rates)."""
 
 
 def layers(config: dict[str, Any]) -> str:
     """The network's widths: ``64-128-128-10`` for a built-in dataset, ``128, 128`` (the hidden
     widths only) when the data is a file whose shape is unknown until it is read."""
     hidden = [int(w) for w in config.get("hidden", [])]
-    shape = _BUILTIN_SHAPE.get(str(config.get("dataset")))
-    if shape is None:
+    n_in, n_out = FEATURES.get(str(config.get("dataset"))), present.classes(config)
+    if n_in is None or n_out is None:
         return ", ".join(map(str, hidden)) if hidden else "no hidden layer"
-    n_in, n_out = shape
-    classes = n_out if n_out is not None else int(config.get("n_classes", 3))
-    return "-".join(map(str, [n_in, *hidden, classes]))
+    return "-".join(map(str, [n_in, *hidden, n_out]))
 
 
 def dataset_name(config: dict[str, Any]) -> str:
