@@ -7,6 +7,11 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from app import crud
+from app.db import Database
+from app.models import Metric
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -103,3 +108,63 @@ def test_a_run_that_diverges_at_once_goes_back_to_its_start(
     wait(lambda: client.get(f"/api/runs/{child['id']}").json()["step"] > 150, what="it trains")
     assert client.get(f"/api/runs/{child['id']}").json()["status"] == "running"
     client.post(f"/api/runs/{child['id']}/commands", json={"type": "stop"})
+
+
+def _rows(first: int, last: int, loss: float) -> list[dict[str, Any]]:
+    return [
+        {"step": s, "time": float(s), "lr": 0.1, "train_loss": loss, "train_acc": 0.5,
+         "val_loss": loss if s % 10 == 0 else None, "val_acc": 0.5 if s % 10 == 0 else None}
+        for s in range(first, last + 1)
+    ]  # fmt: skip
+
+
+def test_a_fork_reads_its_history_through_its_lineage(db: Database, client: TestClient) -> None:
+    """No row is copied: a fork's steps up to parent_step are its parent's, recursively for a
+    fork of a fork; every read (rows, overview, CSV, last metrics, counts) agrees."""
+    with db.write() as s:
+        root = crud.create_run(s, config={}).id
+        crud.append_metrics(s, root, _rows(1, 300, 1.0))
+        crud.save_checkpoint(s, root, 200, b"state")
+        child = crud.fork_run(s, crud.get_run(s, root), step=250, config={})
+        assert child is not None and child.parent_step == 200 and child.step == 200
+        child_id = child.id
+        assert s.scalar(select(func.count()).where(Metric.run_id == child_id)) == 0, "no copy"
+        assert crud.last_metrics(s, child_id)["step"] == 200
+    with db.write() as s:
+        crud.append_metrics(s, child_id, _rows(201, 400, 2.0))
+        crud.save_checkpoint(s, child_id, 300, b"state")
+        grandchild_id = crud.fork_run(s, crud.get_run(s, child_id), step=300, config={}).id
+        crud.append_metrics(s, grandchild_id, _rows(301, 350, 3.0))
+        crud.append_metrics(s, root, _rows(301, 320, 1.0))  # the parent goes on: not the fork's
+    with db.read() as s:
+        rows = crud.metric_rows(s, grandchild_id)
+        assert [r[0] for r in rows] == list(range(1, 351))
+        assert {r[3] for r in rows[:200]} == {1.0} and {r[3] for r in rows[200:300]} == {2.0}
+        assert {r[3] for r in rows[300:]} == {3.0}
+        assert [r[0] for r in crud.metric_rows(s, grandchild_id, after=195, limit=10)] == list(
+            range(196, 206)
+        )
+        assert crud.count_metrics(s, grandchild_id) == 350
+        assert crud.count_metrics(s, child_id) == 400 and crud.count_metrics(s, root) == 320
+        last = crud.last_metrics(s, grandchild_id)
+        assert last["step"] == 350 and last["val_step"] == 350
+        overview = crud.metrics_overview(s, grandchild_id, max_points=2000)
+        assert overview == rows
+    csv_lines = client.get(f"/api/runs/{grandchild_id}/metrics.csv").text.splitlines()
+    assert len(csv_lines) == 351 and csv_lines[201].startswith("201,")
+    body = client.get(f"/api/runs/{grandchild_id}/metrics", params={"after": 290}).json()
+    assert body["step"] == list(range(291, 351)) and body["train_loss"][10] == 3.0
+
+
+def test_an_old_fork_with_copied_rows_reads_the_same(db: Database) -> None:
+    """Forks made by an older version copied their parent's rows: those copies are ignored."""
+    with db.write() as s:
+        root = crud.create_run(s, config={}).id
+        crud.append_metrics(s, root, _rows(1, 100, 1.0))
+        child_id = crud.create_run(s, config={}, parent_id=root, parent_step=50).id
+        crud.append_metrics(s, child_id, _rows(1, 50, 1.0) + _rows(51, 80, 2.0))
+    with db.read() as s:
+        rows = crud.metric_rows(s, child_id)
+        assert [r[0] for r in rows] == list(range(1, 81))
+        assert [r[3] for r in rows] == [1.0] * 50 + [2.0] * 30
+        assert crud.count_metrics(s, child_id) == 80

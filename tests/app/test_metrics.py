@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -105,3 +106,38 @@ def test_non_finite_encoding() -> None:
     restored = restore_nan((2, 0.0, 0.1, None, 0.5, None, 0.3))
     assert math.isnan(restored[3]) and math.isnan(restored[5])
     assert restore_nan((3, 0.0, 0.1, 1.0, 0.5, None, None))[5] is None, "no evaluation stays None"
+
+
+def test_before_bounds_the_range_and_must_follow_after(client: TestClient, run_id: int) -> None:
+    url = f"/api/runs/{run_id}/metrics"
+    body = client.get(url, params={"after": 100, "before": 201}).json()
+    assert body["step"] == list(range(101, 201)) and body["exact"] is True
+    zoomed = client.get(url, params={"after": 100, "before": 201, "max_points": 500}).json()
+    assert zoomed == body, "a range that fits comes back exact"
+    overview = client.get(url, params={"before": 901, "max_points": 50}).json()
+    assert overview["exact"] is False and len(overview["step"]) <= 50
+    assert overview["step"][0] == 1 and overview["step"][-1] == 900 and 777 in overview["step"]
+    for params in ({"after": 10, "before": 10}, {"after": 10, "before": 5}, {"before": 0}):
+        response = client.get(url, params=params)
+        assert response.status_code == 422, params
+        assert response.json()["detail"][0]["loc"] == ["query", "before"]
+
+
+def test_csv_reads_in_chunks(client: TestClient, run_id: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each chunk of the export is its own short read transaction (a slow download never holds
+    one open): with 300-row chunks the 1000 rows take four reads, and all arrive in order."""
+    from app.api import metrics as metrics_api
+
+    reads: list[int] = []
+    real = crud.metric_rows
+
+    def counting(*args: Any, **kwargs: Any) -> list[Any]:
+        rows = real(*args, **kwargs)
+        reads.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(metrics_api, "CSV_CHUNK", 300)
+    monkeypatch.setattr(metrics_api.crud, "metric_rows", counting)
+    table = list(csv.reader(io.StringIO(client.get(f"/api/runs/{run_id}/metrics.csv").text)))
+    assert [int(r[0]) for r in table[1:]] == list(range(1, 1001))
+    assert reads == [300, 300, 300, 100]
