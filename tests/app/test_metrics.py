@@ -123,7 +123,9 @@ def test_before_bounds_the_range_and_must_follow_after(client: TestClient, run_i
         assert response.json()["detail"][0]["loc"] == ["query", "before"]
 
 
-def test_csv_reads_in_chunks(client: TestClient, run_id: int, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_csv_reads_in_chunks(
+    client: TestClient, run_id: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Each chunk of the export is its own short read transaction (a slow download never holds
     one open): with 300-row chunks the 1000 rows take four reads, and all arrive in order."""
     from app.api import metrics as metrics_api
