@@ -35,8 +35,11 @@ def settle_fork_rate(session: Session, parent: Run, child: Run, *, new_lr: float
     """Set the child's ``lr`` and ``total_steps`` and, when its schedule differs from the
     parent's and no ``new_lr`` was given, queue the parent's rate as a ``set_lr`` on the child.
     ``new_lr`` (already queued by ``fork_run``) is the rate of the child's next step."""
-    ckpt = latest_checkpoint(session, child.id)
-    if ckpt is None or child.parent_step is None:
+    if child.parent_step is None:
+        return
+    # The parent's checkpoint the child starts from (its copy holds the same bytes).
+    ckpt = latest_checkpoint(session, parent.id, at_or_before=child.parent_step)
+    if ckpt is None:
         return
     state = state_from_bytes(ckpt.state)
     anchor = lr_anchor_of(state)
