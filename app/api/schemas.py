@@ -104,7 +104,7 @@ class ForkRequest(_Strict):
     step: int = Field(ge=0)
     overrides: dict[str, Any] = Field(default_factory=dict)
     name: str | None = Field(default=None, max_length=200)
-    more_steps: int | None = Field(default=None, ge=1, le=MAX_MORE_STEPS)
+    more_steps: int | None = Field(default=None, ge=1, le=MAX_MORE_STEPS, strict=True)
 
 
 # Fields that define the data or the shape of the model (or its optimizer state): a fork cannot

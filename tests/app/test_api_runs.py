@@ -192,3 +192,14 @@ def test_commands_an_older_version_left_pending_on_an_ended_run_are_closed_when_
     with db.read() as s:
         assert crud.pending_commands(s, rid) == [], "closed in the database, not only shown so"
     assert client.post(f"/api/runs/{rid}/commands", json={"type": "pause"}).status_code == 409
+
+
+def test_lr_parts_say_how_a_rate_is_made() -> None:
+    cosine = {"schedule": "cosine", "lr_min_factor": 0.0}
+    base, factor = crud.lr_parts(0.005, cosine, 50, 100)
+    assert factor == pytest.approx(0.5) and base == pytest.approx(0.01)
+    assert crud.lr_parts(0.01, cosine, 0, None) == (0.01, 1.0), "a queued run: factor 1"
+    assert crud.lr_parts(0.01, cosine, 10, None) == (None, None), "length not known yet"
+    assert crud.lr_parts(0.004, cosine, 100, 100) == (None, None), "set where the factor is 0"
+    assert crud.lr_parts(0.004, {"schedule": "constant"}, 7, 100) == (0.004, 1.0)
+    assert crud.lr_parts(None, cosine, 7, 100) == (None, None)

@@ -79,6 +79,7 @@ def test_more_steps_is_checked(client: TestClient, worker: object, wait: Wait, t
         ({"step": 40, "more_steps": 0}, "more_steps"),
         ({"step": 40, "more_steps": 10_000_001}, "more_steps"),
         ({"step": 40, "more_steps": "many"}, "more_steps"),
+        ({"step": 40, "more_steps": True}, "more_steps"),
         ({"step": 40, "more_steps": 10, "overrides": {"max_steps": 45}}, "more_steps"),
     ):
         response = client.post(f"/api/runs/{parent}/fork", json=body)
