@@ -200,7 +200,8 @@
     const d = view.full.cols;
     const stepAt = (x) => (view.timeAxis ? d.step[Math.min(lowerBound(d.time, x), d.step.length - 1)] : x);
     const [a, b] = [Math.floor(stepAt(min)), Math.ceil(stepAt(max))];
-    const resp = await fetch(metricsUrl(run.id, { after: Math.max(0, a - 1), before: b + 1, max_points: width() }));
+    // Up to 5000 rows (or two per pixel) come back exact; a wider range is an overview again.
+    const resp = await fetch(metricsUrl(run.id, { after: Math.max(0, a - 1), before: b + 1, max_points: Math.max(5000, 2 * width()) }));
     if (!resp.ok) return;
     const set = makeSet();
     append(set, parse(await resp.text()));
@@ -209,7 +210,7 @@
   }
   const hooks = {
     setSelect: [(u) => {
-      if (u.select.width > 4) zoomTo(u.posToVal(u.select.left, "x"), u.posToVal(u.select.left + u.select.width, "x"));
+      if (u.select.width > 2) zoomTo(u.posToVal(u.select.left, "x"), u.posToVal(u.select.left + u.select.width, "x"));
       u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
     }],
     ready: [(u) => u.over.addEventListener("dblclick", () => zoomTo(null))],
