@@ -8,7 +8,7 @@ migrates and the others find nothing left to do. No stored metric row is ever dr
 Steps, in order:
 1. ``metrics`` as a WITHOUT ROWID table without the ``epoch`` column (SQLite: copy into the new
    table, in key order; PostgreSQL: drop the column, the rest is unchanged).
-2. Missing tables and indexes (``metric_rollups``, ``ix_metrics_eval``): ``create_all``.
+2. Missing tables (``metric_rollups``), then missing indexes (``ix_metrics_eval``).
 3. Rollups of every run's stored rows, when ``metric_rollups`` did not exist before.
 """
 
@@ -62,6 +62,9 @@ def _migrate(conn: Connection) -> None:
     if had_metrics:
         _relayout_metrics(conn)
     Base.metadata.create_all(conn)
+    for table in Base.metadata.sorted_tables:  # create_all adds no index to an existing table
+        for index in table.indexes:
+            index.create(conn, checkfirst=True)
     if had_metrics and not had_rollups:
         _backfill_rollups(conn)
 

@@ -130,11 +130,13 @@ def test_an_old_database_opens_and_keeps_every_row(tmp_path: Path) -> None:
     db.create_all()  # idempotent: a second start finds nothing to do
     with sqlite3.connect(path) as conn:
         ddl = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'metrics'").fetchone()[0]
+        indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
         kept = conn.execute(
             "SELECT run_id, step, time, lr, train_loss, train_acc, val_loss, val_acc "
             "FROM metrics ORDER BY run_id, step"
         ).fetchall()
     assert "WITHOUT ROWID" in ddl and "epoch" not in ddl
+    assert "ix_metrics_eval" in indexes
     assert kept == [(*r[:3], *r[4:]) for r in old], "every row, every value but the epoch"
     with db.read() as s:
         assert crud.count_metrics(s, 1) == 3000 and crud.count_metrics(s, 2) == 1200
