@@ -237,14 +237,29 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (the server's worker), from /proc."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
 @dataclass
 class Phase:
     name: str
     viewer_count: int
     steps_per_second: float
     rss_mib: float
-    server_cpu: float  # fraction of one core used by the server process
-    client_cpu: float = 0.0  # the same for all viewer processes together
+    # Fractions of one core used during the window by the server process, its worker (the
+    # training) and all viewer processes together.
+    server_cpu: float
+    worker_cpu: float
+    client_cpu: float
     viewers: list[ViewerResult] = field(default_factory=list)
 
 
@@ -252,20 +267,16 @@ def measure(
     server: Server, run_path: str, seconds: float, name: str, viewers: Viewers | None = None
 ) -> Phase:
     """One window of ``seconds`` on the running run, with the given viewers connected."""
-    pids = [p.pid for p in viewers.procs] if viewers else []
-    cpu0, step0, t0 = server.cpu_seconds(), server.get(run_path)["step"], time.time()
-    client0 = sum(cpu_seconds(pid) for pid in pids)
+    groups = [[server.process.pid], children(server.process.pid)]
+    groups.append([p.pid for p in viewers.procs] if viewers else [])
+    step0, t0 = server.get(run_path)["step"], time.time()
+    cpu0 = [sum(cpu_seconds(pid) for pid in group) for group in groups]
     time.sleep(seconds)
-    cpu1, step1, t1 = server.cpu_seconds(), server.get(run_path)["step"], time.time()
-    client1 = sum(cpu_seconds(pid) for pid in pids)
-    phase = Phase(
-        name,
-        viewers.total if viewers else 0,
-        (step1 - step0) / (t1 - t0),
-        server.rss_mib(),
-        (cpu1 - cpu0) / (t1 - t0),
-        (client1 - client0) / (t1 - t0),
-    )
+    step1, t1 = server.get(run_path)["step"], time.time()
+    cpu1 = [sum(cpu_seconds(pid) for pid in group) for group in groups]
+    share = [(b - a) / (t1 - t0) for a, b in zip(cpu0, cpu1, strict=True)]
+    count = viewers.total if viewers else 0
+    phase = Phase(name, count, (step1 - step0) / (t1 - t0), server.rss_mib(), *share)
     if viewers is not None:
         phase.viewers = viewers.finish((t0, t1))
     return phase
@@ -290,15 +301,16 @@ def report(phases: list[Phase], total: int, processes: int, seconds: float) -> N
     print(
         f"of {seconds:.0f} s in this order, all on the same run (pandamode serve, 1 worker, SQLite)"
     )
-    head = f"{'phase':<12}{'steps/s':>8}{'server RSS':>12}{'server CPU':>11}{'clients CPU':>12}"
-    print(f"{head}{'p50 ms':>8}{'p99 ms':>8}")
+    print("CPU: share of one core during the phase (server process, its worker, viewer processes)")
+    head = f"{'phase':<12}{'steps/s':>8}{'server RSS':>12}{'CPU server':>11}{'worker':>7}"
+    print(f"{head}{'viewers':>8}{'p50 ms':>8}{'p99 ms':>8}")
     for p in phases:
         lat = sorted(x for v in p.viewers for x in v.latencies)
         p50 = f"{_ms(lat, 0.5):8.0f}" if lat else f"{'-':>8}"
         p99 = f"{_ms(lat, 0.99):8.0f}" if lat else f"{'-':>8}"
         print(
-            f"{p.name:<12}{p.steps_per_second:8.0f}{p.rss_mib:8.0f} MiB{p.server_cpu:10.0%}"
-            f"{p.client_cpu:12.0%}{p50}{p99}"
+            f"{p.name:<12}{p.steps_per_second:8.0f}{p.rss_mib:8.0f} MiB{p.server_cpu:11.0%}"
+            f"{p.worker_cpu:7.0%}{p.client_cpu:8.0%}{p50}{p99}"
         )
     none = statistics.median(p.steps_per_second for p in phases if not p.viewers)
     many = [p for p in phases if p.viewer_count == total]
@@ -310,6 +322,11 @@ def report(phases: list[Phase], total: int, processes: int, seconds: float) -> N
     print(
         f"  training steps/s, median of phases: {none:.0f} with no viewers, {with_many:.0f} with"
         f" {total}: {1 - with_many / none:+.1%} drop (target <= 10%)"
+    )
+    per_cpu = [p.steps_per_second / p.worker_cpu for p in phases if p.worker_cpu > 0]
+    print(
+        f"  training steps per worker CPU-second: {min(per_cpu):.0f}..{max(per_cpu):.0f} over all"
+        " phases (a drop in steps/s without one here is CPU the worker did not get)"
     )
     print(f"  every step exactly once from the viewer's first step: {ok}/{len(results)} viewers")
     print(
