@@ -326,6 +326,24 @@ def test_fragments_hook_is_encoded_once_and_fanned_out(db: Database) -> None:
     asyncio.run(scenario())
 
 
+def test_closing_the_hub_ends_every_viewer(db: Database) -> None:
+    """App shutdown: viewers waiting for live messages end instead of hanging the server."""
+    rid = _running_run(db, 10)
+
+    async def scenario() -> None:
+        hub = StreamHub(db, poll=0.02)
+        viewer = hub.viewer(rid, since=10)
+        assert (await _next(viewer))["event"] == "status"
+        waiting = asyncio.ensure_future(viewer.__anext__())
+        await asyncio.sleep(0)
+        await hub.close()
+        with pytest.raises(StopAsyncIteration):
+            await asyncio.wait_for(waiting, 5)
+        assert hub.tails == {}
+
+    asyncio.run(scenario())
+
+
 def test_last_event_id_is_an_ascii_decimal() -> None:
     assert parse_last_event_id(" 42 ") == 42
     for bad in ("²", "٣", "-1", "1e3", "", "0x10", "9" * 40):
