@@ -114,3 +114,37 @@ def test_a_tick_survives_the_list_refresh(browser_page: Page, server_url: str, a
         expect(page.locator(f"#pick-{slow['id']}")).to_be_checked()
     finally:
         post(server_url, f"/api/runs/{slow['id']}/commands", {"type": "stop"})
+
+
+def test_compare_before_any_evaluation_says_so(
+    browser_page: Page, server_url: str, api: Api
+) -> None:
+    """Runs with no validation row yet: the page says which, and draws empty charts without a
+    JavaScript error (the fixture fails the test on any)."""
+    page = browser_page
+    config = {**SHORT, "max_steps": 1_000_000, "eval_every": 100_000}
+    made = [post(server_url, "/api/runs", {"name": f"early {i}", "config": config, "pace": 1})
+            for i in range(2)]  # fmt: skip
+    try:
+        page.goto(f"{server_url}/compare?ids={made[0]['id']},{made[1]['id']}")
+        expect(page.locator("#compare-messages")).to_contain_text("no evaluation yet")
+        expect(page.locator("#chart-val-loss")).to_have_attribute("data-points", "0")
+    finally:
+        for run in made:
+            post(server_url, f"/api/runs/{run['id']}/commands", {"type": "stop"})
+
+
+def test_a_long_name_does_not_widen_the_list(browser_page: Page, server_url: str) -> None:
+    page = browser_page
+    name = "a run name somebody typed to remember every setting they changed " * 3
+    run = post(
+        server_url, "/api/runs", {"name": name.strip(), "config": {**SHORT, "max_steps": 40}}
+    )
+    page.goto(server_url + "/")
+    link = page.locator(f"tr[data-run-id='{run['id']}'] td.name > a")
+    expect(link).to_have_attribute("title", name.strip())
+    table = page.locator("#runs-table table").bounding_box()
+    panel = page.locator("#compare-form").bounding_box()
+    assert table and panel and table["x"] + table["width"] <= panel["x"] + panel["width"] + 1
+    height = link.bounding_box()
+    assert height and height["height"] < 30, "the name stays on one line (cut with an ellipsis)"
