@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse
 
 from app import crud
 from app.api.deps import ReadSession
+from app.series import COLUMNS, STEP, VAL_ACC, VAL_LOSS
 from app.web import run_summary
 from app.web.runs_list import templates
 
@@ -40,6 +41,16 @@ def legend_label(run: dict[str, Any]) -> str:
     """``#3 name``, cut with an ellipsis past LEGEND_CHARS."""
     label = f"#{run['id']} {run['name']}"
     return label if len(label) <= LEGEND_CHARS else label[: LEGEND_CHARS - 1].rstrip() + "\u2026"
+
+
+CHARTS: tuple[dict[str, Any], ...] = (
+    {"id": "chart-val-loss", "column": COLUMNS[VAL_LOSS], "title": "validation loss (log scale)",
+     "log": True},
+    {"id": "chart-val-acc", "column": COLUMNS[VAL_ACC], "title": "validation accuracy",
+     "log": False},
+)  # fmt: skip
+"""The compare charts: one metric column each (names from app/series.py, as /metrics serves them),
+rendered into the page as data so compare.js retypes no column name."""
 
 
 class BadIds(ValueError):
@@ -93,5 +104,6 @@ def compare_page(
         run["colour"] = colour
     differ, same = run_summary.config_table([r["config"] for r in runs])
     chart = [{"id": r["id"], "label": legend_label(r), "colour": r["colour"]} for r in runs]
-    context = {"runs": runs, "differ": differ, "same": same, "chart_runs": chart}
+    data = {"runs": chart, "charts": CHARTS, "step": COLUMNS[STEP]}
+    context = {"runs": runs, "differ": differ, "same": same, "charts": CHARTS, "data": data}
     return templates(request).TemplateResponse(request, "compare.html", context)

@@ -34,9 +34,13 @@ def test_compare_shows_runs_and_the_settings_that_differ(
     assert response.status_code == 200
     page = response.text
     data = json.loads(re.search(r'id="compare-data"[^>]*>(.*?)</script>', page).group(1))
-    assert [r["id"] for r in data] == [a, b]
-    assert [r["label"] for r in data] == [f"#{a} slow", f"#{b} fast"]
-    assert len({r["colour"] for r in data}) == 2
+    assert [r["id"] for r in data["runs"]] == [a, b]
+    assert [r["label"] for r in data["runs"]] == [f"#{a} slow", f"#{b} fast"]
+    assert len({r["colour"] for r in data["runs"]}) == 2
+    # Which columns are charted comes from Python (app/series.py names), as page data.
+    assert [c["column"] for c in data["charts"]] == ["val_loss", "val_acc"]
+    for chart in data["charts"]:
+        assert f'id="{chart["id"]}" class="chart"' in page
     differ = page.split('id="settings-differ"')[1].split("</tbody>")[0]
     assert re.findall(r'data-field="(\w+)"', differ) == ["lr"]
     assert "1 setting differs" in differ
@@ -75,7 +79,7 @@ def test_a_long_name_is_cut_in_the_legend_only(client: TestClient, tiny: dict[st
     a = make(client, tiny, long)
     b = make(client, tiny, "short")
     page = client.get(f"/compare?ids={a},{b}").text
-    data = json.loads(re.search(r'id="compare-data"[^>]*>(.*?)</script>', page).group(1))
-    assert data[0]["label"].endswith("\u2026") and len(data[0]["label"]) == 40
-    assert data[1]["label"] == f"#{b} short"
+    runs = json.loads(re.search(r'id="compare-data"[^>]*>(.*?)</script>', page).group(1))["runs"]
+    assert runs[0]["label"].endswith("\u2026") and len(runs[0]["label"]) == 40
+    assert runs[1]["label"] == f"#{b} short"
     assert f'title="{long}"' in page, "the table keeps the full name"
