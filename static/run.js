@@ -1,35 +1,27 @@
-// The run page: ONE EventSource for the metrics (an overview of the history, then live rows)
-// and for the server-rendered fragments the stream pushes (swapped in with htmx); charts redrawn
-// at most every 100 ms; zoom fetches exact rows; keyboard shortcuts. Everything else (controls,
-// messages, event log, fork list, settings) is server-rendered.
-// window.pandamode = {charts, data, events, state} is the page's state, also read by the e2e tests.
+// The run page: ONE EventSource carries the metrics (an overview of the history, then live
+// rows) and the server-rendered fragments the stream pushes (swapped in with htmx). Charts are
+// redrawn at most every 100 ms; a drag fetches the exact rows of a range; keyboard shortcuts.
+// Controls, messages, event log, fork list and settings are server-rendered (app/web/).
+// window.pandamode = {charts, data, events, state} is the page's state, also read by e2e tests.
 "use strict";
 
 (function () {
   const $ = (id) => document.getElementById(id);
-  const PAGE = JSON.parse($("page-data").textContent);
+  const PAGE = JSON.parse($("page-data").textContent); // from Python constants (present.py)
   const { columns: COLUMNS, run } = PAGE;
   const ACTIVE = new Set(PAGE.active);
   const { lowerBound } = PandaCharts;
-  // Exact live rows held beyond the overview; past this the held data is folded into a fresh
+  // Exact live rows held after the overview; past this, the rows held are folded into a fresh
   // overview, so the page's memory does not grow with the run.
   const LIVE_CAP = 20000;
   const width = () => Math.max(300, $("chart-loss").clientWidth);
-
-  // A set of rows the charts can show: columns (finite numbers or null), the smoothed training
-  // curves, the steps whose training loss was not finite, the number of evaluations.
-  const makeSet = () => ({
-    cols: Object.fromEntries(COLUMNS.map((c) => [c, []])),
-    smooth: { train_loss: [], train_acc: [] },
-    ema: { train_loss: { last: 0, n: 0 }, train_acc: { last: 0, n: 0 } },
-    nonfinite: [],
-    evals: 0,
-  });
+  // A set of rows for the charts: columns (finite numbers or null) and the non-finite losses.
+  const makeSet = () => ({ cols: Object.fromEntries(COLUMNS.map((c) => [c, []])), nonfinite: [] });
   const checked = (id) => Boolean($(id) && $(id).checked);
   const view = {
     run, full: makeSet(), zoom: null, liveFrom: 0, events: [], classes: PAGE.classes, parent: null,
-    weight: Number($("smoothing").value), lossLog: checked("loss-log"), outliers: checked("outliers"),
-    timeAxis: checked("time-axis"), showTrain: true, showVal: true, showParent: true,
+    weight: Number($("smoothing").value), lossLog: checked("loss-log"), outliers: checked("outliers"), timeAxis: checked("time-axis"),
+    showTrain: true, showVal: true, showParent: true,
     shown() { return this.zoom ? this.zoom.set : this.full; },
   };
   const charts = {};
@@ -44,72 +36,49 @@
     }
   }
   const finite = (v) => (typeof v === "number" && Number.isFinite(v) ? v : null);
-
-  // Append a columnar batch to a set, skipping steps already held (a reconnect may resend).
+  // Append a columnar batch, skipping steps already held (a reconnect may resend a few).
   function append(set, batch) {
-    const steps = batch.step || [];
     const d = set.cols;
     let last = d.step.length ? d.step[d.step.length - 1] : -Infinity;
-    for (let i = 0; i < steps.length; i++) {
-      if (!(steps[i] > last)) continue;
-      last = steps[i];
+    (batch.step || []).forEach((step, i) => {
+      if (!(step > last)) return;
+      last = step;
       for (const c of COLUMNS) d[c].push(batch[c] ? finite(batch[c][i]) : null);
-      if (batch.train_loss && typeof batch.train_loss[i] === "string") set.nonfinite.push(steps[i]);
-      if (batch.val_loss && batch.val_loss[i] != null) set.evals += 1;
-    }
+      if (batch.train_loss && typeof batch.train_loss[i] === "string") set.nonfinite.push(step);
+    });
+    return set;
   }
   // The whole run as an overview, then the exact rows already held after it.
   function replaceFull(overview) {
     const old = view.full;
     const last = overview.step.length ? overview.step[overview.step.length - 1] : 0;
-    view.full = makeSet();
-    append(view.full, overview);
+    view.full = append(makeSet(), overview);
     view.liveFrom = view.full.cols.step.length;
     const i = lowerBound(old.cols.step, last + 1);
     append(view.full, Object.fromEntries(COLUMNS.map((c) => [c, old.cols[c].slice(i)])));
     view.full.nonfinite.push(...old.nonfinite.filter((s) => s > last));
     schedule();
   }
-  const metricsUrl = (id, q) => `/api/runs/${id}/metrics?${new URLSearchParams(q)}`;
+  const metrics = (id, q) => fetch(`/api/runs/${id}/metrics?${new URLSearchParams(q)}`).then((r) => (r.ok ? r.text().then(parse) : null));
   let folding = false;
-  async function fold() {
+  function fold() {
     if (folding || view.full.cols.step.length - view.liveFrom <= LIVE_CAP) return;
     folding = true;
-    try {
-      const resp = await fetch(metricsUrl(run.id, { max_points: width() }));
-      if (resp.ok) replaceFull(parse(await resp.text()));
-    } finally {
-      folding = false;
-    }
-  }
-  function upsertEvent(ev) {
-    const i = view.events.findIndex((e) => e.id === ev.id);
-    if (i >= 0) view.events[i] = ev;
-    else view.events.push(ev);
-    schedule();
+    metrics(run.id, { max_points: width() }).then((o) => o && replaceFull(o)).finally(() => (folding = false));
   }
 
   // Server-rendered parts (app/web/fragments.py): each top-level element replaces the element
-  // with its id, unless the user is typing in it or has touched it (data-keep marks those; a
-  // touched select keeps its choice).
+  // with its id, unless the user is typing in it or has touched it (a data-keep element).
   function swapFragments(html) {
     const doc = new DOMParser().parseFromString(html, "text/html");
     for (const el of [...doc.body.children]) {
       const old = el.id && $(el.id);
-      if (!old || old.outerHTML === el.outerHTML) continue;
-      const typing = old.contains(document.activeElement) && document.activeElement.matches("input, select, textarea");
-      if (typing || (old.hasAttribute("data-touched") && old.tagName !== "SELECT")) continue;
-      if (old.hasAttribute("data-touched")) {
-        const keep = [...el.querySelectorAll("option")].find((o) => o.value === old.value);
-        if (!keep) continue;
-        el.querySelectorAll("option").forEach((o) => o.toggleAttribute("selected", o === keep));
-        el.setAttribute("data-touched", "");
-      }
+      if (!old || old.outerHTML === el.outerHTML || old.hasAttribute("data-touched")) continue;
+      if (old.contains(document.activeElement) && document.activeElement.matches("input, select")) continue;
       htmx.swap(old, el.outerHTML, { swapStyle: "outerHTML" });
     }
     updateCounter();
   }
-  const catchUp = () => fetch(`/runs/${run.id}/_fragments`).then((r) => r.text()).then(swapFragments);
 
   // ---- the stream ---------------------------------------------------------------------------
   // On connect: status, an overview when far behind, exact rows, events, then live. A run that
@@ -119,48 +88,41 @@
     const since = steps.length ? steps[steps.length - 1] : 0;
     const source = new EventSource(`/api/runs/${run.id}/stream?since=${since}&points=${width()}`);
     let fresh = true;
-    source.addEventListener("open", () => (fresh = true));
-    source.addEventListener("overview", (e) => replaceFull(parse(e.data)));
-    source.addEventListener("metrics", (e) => {
-      append(view.full, parse(e.data));
-      fold();
+    const on = (name, fn) => source.addEventListener(name, fn);
+    on("open", () => (fresh = true));
+    on("overview", (e) => replaceFull(parse(e.data)));
+    on("metrics", (e) => (append(view.full, parse(e.data)), fold(), schedule()));
+    on("event", (e) => {
+      const ev = parse(e.data);
+      const i = view.events.findIndex((x) => x.id === ev.id);
+      view.events.splice(i < 0 ? view.events.length : i, i < 0 ? 0 : 1, ev);
       schedule();
     });
-    source.addEventListener("event", (e) => upsertEvent(parse(e.data)));
-    source.addEventListener("status", (e) => {
+    on("status", (e) => {
       view.run = parse(e.data);
-      if (fresh) catchUp(); // what changed between the page's render and this connection
+      // What changed between the page's render and this connection.
+      if (fresh) fetch(`/runs/${run.id}/_fragments`).then((r) => r.text()).then(swapFragments);
       fresh = false;
       updateCounter();
     });
-    for (const part of ["status", "event"]) source.addEventListener(`fragment-${part}`, (e) => swapFragments(e.data));
-    source.addEventListener("error", () => {
-      // The browser retries by itself unless the server refused outright (not a 204: the run
-      // ended); then reopen later, after the last row held.
+    on("fragment-status", (e) => swapFragments(e.data));
+    on("fragment-event", (e) => swapFragments(e.data));
+    on("error", () => {
+      // The browser retries by itself unless the server refused outright; then try again later.
       if (source.readyState === EventSource.CLOSED && ACTIVE.has(view.run.status)) setTimeout(openStream, 2000);
     });
   }
 
-  // A fork's parent: its evaluations after the fork step, again every few seconds while it trains.
-  async function loadParent(active) {
-    const id = run.parent_id;
-    const resp = await fetch(metricsUrl(id, { after: run.parent_step || 0, max_points: width() }));
-    if (resp.ok) {
-      const cols = parse(await resp.text());
-      const p = { step: [], val_loss: [], val_acc: [] };
-      (cols.step || []).forEach((s, i) => {
-        if (cols.val_loss[i] == null) return;
-        p.step.push(s);
-        p.val_loss.push(finite(cols.val_loss[i]));
-        p.val_acc.push(finite(cols.val_acc[i]));
-      });
-      view.parent = p;
+  // A fork's parent: its evaluations after the fork step, again every 5 s while it may train.
+  async function loadParent() {
+    const cols = await metrics(run.parent_id, { after: run.parent_step || 0, max_points: width() });
+    if (cols) {
+      const keep = cols.step.map((s, i) => i).filter((i) => cols.val_loss[i] !== null);
+      const pick = (c) => keep.map((i) => finite(cols[c][i]));
+      view.parent = { step: keep.map((i) => cols.step[i]), val_loss: pick("val_loss"), val_acc: pick("val_acc") };
       schedule();
     }
-    if (active) {
-      const parent = await fetch(`/api/runs/${id}`).then((r) => r.json()).catch(() => ({}));
-      setTimeout(() => loadParent(ACTIVE.has(parent.status)), 5000);
-    }
+    if (PAGE.parent_active) setTimeout(loadParent, 5000);
   }
 
   // ---- drawing ------------------------------------------------------------------------------
@@ -176,9 +138,8 @@
   function redraw() {
     pending = false;
     lastDraw = performance.now();
-    const set = view.shown();
-    for (const k of ["train_loss", "train_acc"]) PandaCharts.smoothInto(set.cols[k], set.smooth[k], set.ema[k], view.weight);
-    for (const [kind, chart] of Object.entries(charts)) chart.setData(PandaCharts.columns(kind, set, view.timeAxis), true);
+    const data = PandaCharts.columns(view);
+    for (const [kind, chart] of Object.entries(charts)) chart.setData(data[kind], true);
     updateCounter();
   }
   function updateCounter() {
@@ -190,22 +151,17 @@
     $("no-data").hidden = steps.length > 0;
   }
 
-  // Zoom by dragging on any chart: the exact rows of that range (an overview again when it is
-  // wide). Double-click: the whole run.
+  // Drag on any chart: the rows of that range, exact up to 5000 rows (or two per pixel), an
+  // overview again when wider. Double-click: the whole run.
   async function zoomTo(min, max) {
-    if (min === null) {
-      view.zoom = null;
-      return schedule();
+    view.zoom = null;
+    if (min !== null) {
+      const d = view.full.cols;
+      const stepAt = (x) => (view.timeAxis ? d.step[Math.min(lowerBound(d.time, x), d.step.length - 1)] : x);
+      const q = { after: Math.max(0, Math.floor(stepAt(min)) - 1), before: Math.ceil(stepAt(max)) + 1 };
+      const cols = await metrics(run.id, { ...q, max_points: Math.max(5000, 2 * width()) });
+      if (cols) view.zoom = { set: append(makeSet(), cols), min, max };
     }
-    const d = view.full.cols;
-    const stepAt = (x) => (view.timeAxis ? d.step[Math.min(lowerBound(d.time, x), d.step.length - 1)] : x);
-    const [a, b] = [Math.floor(stepAt(min)), Math.ceil(stepAt(max))];
-    // Up to 5000 rows (or two per pixel) come back exact; a wider range is an overview again.
-    const resp = await fetch(metricsUrl(run.id, { after: Math.max(0, a - 1), before: b + 1, max_points: Math.max(5000, 2 * width()) }));
-    if (!resp.ok) return;
-    const set = makeSet();
-    append(set, parse(await resp.text()));
-    view.zoom = { set, min, max };
     schedule();
   }
   const hooks = {
@@ -216,38 +172,30 @@
     ready: [(u) => u.over.addEventListener("dblclick", () => zoomTo(null))],
   };
   function makeCharts() {
+    const data = PandaCharts.columns(view);
     for (const kind of ["loss", "acc", "lr"]) {
       if (charts[kind]) charts[kind].destroy();
-      charts[kind] = PandaCharts.create(kind, $(`chart-${kind}`), view, hooks);
+      charts[kind] = PandaCharts.create(kind, $(`chart-${kind}`), view, hooks, data[kind]);
     }
   }
 
   // ---- chart controls and keyboard -----------------------------------------------------------
-  const restyle = { "loss-log": "lossLog", outliers: "outliers", "time-axis": "timeAxis", "show-train": "showTrain", "show-val": "showVal", "show-parent": "showParent" };
-  for (const [id, key] of Object.entries(restyle)) {
-    if (!$(id)) continue;
-    $(id).addEventListener("change", () => {
-      view[key] = $(id).checked;
+  const controls = { "loss-log": "lossLog", outliers: "outliers", "time-axis": "timeAxis", smoothing: "weight",
+    "show-train": "showTrain", "show-val": "showVal", "show-parent": "showParent" };
+  for (const [id, key] of Object.entries(controls)) {
+    $(id)?.addEventListener("input", () => {
+      view[key] = id === "smoothing" ? Number($(id).value) : $(id).checked;
       if (key === "timeAxis") view.zoom = null;
-      makeCharts(); // a scale's kind and a series' visibility are fixed at creation
+      if (key === "weight") $("smoothing-value").textContent = view.weight.toFixed(2);
+      makeCharts(); // scales and series are fixed when a chart is made
     });
   }
-  $("smoothing").addEventListener("input", () => {
-    view.weight = Number($("smoothing").value);
-    $("smoothing-value").textContent = view.weight.toFixed(2);
-    for (const set of [view.full, view.zoom && view.zoom.set].filter(Boolean)) {
-      set.smooth = { train_loss: [], train_acc: [] };
-      set.ema = { train_loss: { last: 0, n: 0 }, train_acc: { last: 0, n: 0 } };
-    }
-    makeCharts();
-  });
   window.addEventListener("resize", () => Object.entries(charts).forEach(([k, c]) => c.setSize({ width: Math.max(300, $(`chart-${k}`).clientWidth), height: c.height })));
-  // Fields the stream's pushes must leave alone once the user has touched them; the lr slider
-  // and field move together.
+  // A data-keep element the user touched keeps its value through pushes; the lr slider and
+  // field move together.
   document.addEventListener("input", (e) => {
     const t = e.target;
-    const keep = t.closest("[data-keep]");
-    if (keep) keep.setAttribute("data-touched", "");
+    t.closest("[data-keep]")?.setAttribute("data-touched", "");
     if (t.id === "lr-slider") $("lr-input").value = Number((10 ** Number(t.value)).toPrecision(3));
     if (t.id === "lr-input" && Number(t.value) > 0) $("lr-slider").value = Math.log10(Number(t.value));
   });
@@ -274,6 +222,6 @@
   window.pandamode = { charts, state: view, get data() { return view.full.cols; }, get events() { return view.events; } };
   makeCharts();
   updateCounter();
-  if (run.parent_id != null) loadParent(PAGE.parent_active);
+  if (run.parent_id != null) loadParent();
   openStream();
 })();

@@ -51,8 +51,9 @@ def number(value: Any) -> str:
 
 
 def field_value(value: Any) -> str:
-    """A rate for an ``<input type=number>``: enough digits that sending it back changes nothing."""
-    return "" if not isinstance(value, int | float) else f"{float(value):.6g}"
+    """A rate for an ``<input type=number>``, four significant digits (the form also carries
+    the value as shown, so an untouched field sends nothing)."""
+    return "" if not isinstance(value, int | float) else f"{float(value):.4g}"
 
 
 def lr_explained(run: dict[str, Any]) -> str:

@@ -128,6 +128,14 @@ async def command_form(request: Request, run_id: int) -> HTMLResponse:
     return HTMLResponse(html, status_code=202)
 
 
+def _integer(text: str) -> int | str:
+    """A form field as an int when it is one (else unchanged, for the validator to name it)."""
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
 def _pause_if_moving(db: Database, run_id: int) -> None:
     """Pause a queued or running run (so a single worker moves over to its fork)."""
     with db.read() as session:
@@ -147,8 +155,8 @@ async def fork_form(request: Request, run_id: int) -> HTMLResponse:
         body["overrides"]["lr"] = form.get("lr")
     if form.get("name", "").strip():
         body["name"] = str(form.get("name")).strip()
-    if form.get("more_steps"):
-        body["more_steps"] = form.get("more_steps")
+    if form.get("more_steps"):  # the API takes JSON integers only (strict): a form sends text
+        body["more_steps"] = _integer(str(form.get("more_steps")))
     db, settings = request.app.state.db, request.app.state.settings
     try:
         fork = ForkRequest.model_validate(body)
