@@ -40,6 +40,14 @@ def parse_last_event_id(value: str | None) -> int | None:
     return int(value)
 
 
+def _has_everything(since: int | None, header: int | None, step: int) -> bool:
+    """The client already holds the run's last step (and so, after the stream's final status,
+    everything). ``since=0`` means "from the start", never "everything", so the page of a run
+    that ended before its first step still gets its status and events once (the final status then
+    carries ``id: 0``, which the reconnect sends back as Last-Event-ID)."""
+    return (header is not None and header >= step) or (since is not None and 0 < step <= since)
+
+
 @router.get(
     "/{run_id}/stream",
     response_model=None,
@@ -70,12 +78,13 @@ async def stream(
     state = await to_thread.run_sync(_run_state, request.app.state.db, run_id)
     if state is None:
         raise HTTPException(status_code=404, detail=f"run {run_id} not found")
-    resume = [p for p in (since, parse_last_event_id(last_event_id)) if p is not None]
     status, step = state
-    if resume and status in TERMINAL_STATUSES and max(resume) >= step:
+    header = parse_last_event_id(last_event_id)
+    if status in TERMINAL_STATUSES and _has_everything(since, header, step):
         return Response(status_code=204)
+    start = max(since or 0, header or 0)
     return EventSourceResponse(
-        request.app.state.hub.viewer(run_id, max(resume, default=0), points),
+        request.app.state.hub.viewer(run_id, start, points),
         ping=PING_SECONDS,
         send_timeout=SEND_TIMEOUT_SECONDS,
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},

@@ -365,6 +365,14 @@ def test_reconnect_to_an_ended_run_is_204_unless_behind(client: TestClient, db: 
         assert response.status_code == 200, "a non-ASCII id is ignored, not a 500"
         assert _steps([parse(m.encode()) for m in response.read().decode().split("\r\n\r\n")
                        if m]) == list(range(1, 61))  # fmt: skip
+    with db.write() as s:  # a run that ended before its first step
+        empty = crud.create_run(s, config={}, status="failed").id
+    fresh = client.get(f"/api/runs/{empty}/stream?since=0")
+    assert fresh.status_code == 200, "since=0 is 'from the start': status and events once"
+    final = [parse(m.encode()) for m in fresh.text.split("\r\n\r\n") if m][-1]
+    assert final["event"] == "status" and final["id"] == "0"
+    again = client.get(f"/api/runs/{empty}/stream", headers={"Last-Event-ID": "0"})
+    assert again.status_code == 204
     bad = client.get(f"{url}?points=5")
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "points"]
 
