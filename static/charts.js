@@ -23,11 +23,7 @@
   // First index whose value is >= x in a sorted array.
   function lowerBound(xs, x) {
     let [lo, hi] = [0, xs.length];
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (xs[mid] < x) lo = mid + 1;
-      else hi = mid;
-    }
+    while (lo < hi) [lo, hi] = xs[(lo + hi) >> 1] < x ? [((lo + hi) >> 1) + 1, hi] : [lo, (lo + hi) >> 1];
     return lo;
   }
   // TensorBoard's debiased exponential moving average; gaps (null) do not disturb it.
@@ -38,10 +34,8 @@
   // Short text beside an event marker.
   function eventLabel(ev) {
     const p = { ...ev, ...ev.payload };
-    if (ev.type === "set_lr") return `lr ${num(p.lr)}`;
-    if (ev.type === "step") return `step ${p.n}`;
-    if (ev.type === "set_pace") return p.steps_per_second == null ? "full speed" : `pace ${num(p.steps_per_second)}/s`;
-    return ev.type;
+    const pace = p.steps_per_second == null ? "full speed" : `pace ${num(p.steps_per_second)}/s`;
+    return { set_lr: `lr ${num(p.lr)}`, step: `step ${p.n}`, set_pace: pace }[ev.type] || ev.type;
   }
 
   // "Ignore outliers" (as TensorBoard): the 1st to 99th percentile of the shown series' points
@@ -106,9 +100,7 @@
         return x0 + w;
       };
       ctx.save();
-      ctx.beginPath();
-      ctx.rect(left, top, width, height);
-      ctx.clip();
+      ctx.clip(new Path2D(`M${left} ${top}h${width}v${height}h${-width}z`));
       Object.assign(ctx, { font: `${11 * dpr}px system-ui, sans-serif`, textAlign: "left", textBaseline: "alphabetic", lineWidth: dpr });
       if (kind !== "lr" && steps.length) {
         const col = `val_${kind}`;

@@ -11,30 +11,20 @@
   const { columns: COLUMNS, run } = PAGE;
   const ACTIVE = new Set(PAGE.active);
   const { lowerBound } = PandaCharts;
-  // Exact live rows held after the overview; past this, the rows held are folded into a fresh
-  // overview, so the page's memory does not grow with the run.
-  const LIVE_CAP = 20000;
+  const LIVE_CAP = 20000; // exact rows held after the overview before folding into a fresh one
   const width = () => Math.max(300, $("chart-loss").clientWidth);
   // A set of rows for the charts: columns (finite numbers or null) and the non-finite losses.
   const makeSet = () => ({ cols: Object.fromEntries(COLUMNS.map((c) => [c, []])), nonfinite: [] });
   const checked = (id) => Boolean($(id) && $(id).checked);
   const view = {
     run, full: makeSet(), zoom: null, liveFrom: 0, events: [], classes: PAGE.classes, parent: null,
-    weight: Number($("smoothing").value), lossLog: checked("loss-log"), outliers: checked("outliers"), timeAxis: checked("time-axis"),
-    showTrain: true, showVal: true, showParent: true,
+    weight: Number($("smoothing").value), lossLog: checked("loss-log"), outliers: checked("outliers"),
+    timeAxis: checked("time-axis"), showTrain: true, showVal: true, showParent: true,
     shown() { return this.zoom ? this.zoom.set : this.full; },
   };
   const charts = {};
 
-  // ---- data in ------------------------------------------------------------------------------
-  // Non-finite floats arrive as "NaN"/"Infinity" strings (bare tokens are tolerated, as null).
-  function parse(text) {
-    try {
-      return JSON.parse(text);
-    } catch {
-      return JSON.parse(text.replace(/-?\bInfinity\b|\bNaN\b/g, "null"));
-    }
-  }
+  const parse = JSON.parse; // non-finite floats arrive as the strings "NaN", "Infinity"
   const finite = (v) => (typeof v === "number" && Number.isFinite(v) ? v : null);
   // Append a columnar batch, skipping steps already held (a reconnect may resend a few).
   function append(set, batch) {
@@ -60,12 +50,9 @@
     schedule();
   }
   const metrics = (id, q) => fetch(`/api/runs/${id}/metrics?${new URLSearchParams(q)}`).then((r) => (r.ok ? r.text().then(parse) : null));
-  let folding = false;
-  function fold() {
-    if (folding || view.full.cols.step.length - view.liveFrom <= LIVE_CAP) return;
-    folding = true;
-    metrics(run.id, { max_points: width() }).then((o) => o && replaceFull(o)).finally(() => (folding = false));
-  }
+  let folding = null; // the overview being fetched
+  const fold = () => (folding ||= view.full.cols.step.length - view.liveFrom > LIVE_CAP
+    && metrics(run.id, { max_points: width() }).then((o) => o && replaceFull(o)).finally(() => (folding = null)));
 
   // Server-rendered parts (app/web/fragments.py): each top-level element replaces the element
   // with its id, unless the user is typing in it or has touched it (a data-keep element).
@@ -80,7 +67,6 @@
     updateCounter();
   }
 
-  // ---- the stream ---------------------------------------------------------------------------
   // On connect: status, an overview when far behind, exact rows, events, then live. A run that
   // has ended sends everything and closes (a reconnect gets 204, which stops EventSource).
   function openStream() {
@@ -125,7 +111,6 @@
     if (PAGE.parent_active) setTimeout(loadParent, 5000);
   }
 
-  // ---- drawing ------------------------------------------------------------------------------
   // At most one redraw per 100 ms, in an animation frame: a fast run sends thousands of steps a
   // second, and redrawing at 60 fps would starve the page for no visible gain.
   let pending = false;
@@ -146,8 +131,7 @@
     const steps = view.full.cols.step;
     const shown = Math.max(view.run.step || 0, steps.length ? steps[steps.length - 1] : 0);
     $("step-counter").textContent = shown;
-    const panel = $("status-step");
-    if (panel && Number(panel.textContent) < shown) panel.textContent = shown;
+    if ($("status-step") && Number($("status-step").textContent) < shown) $("status-step").textContent = shown;
     $("no-data").hidden = steps.length > 0;
   }
 
@@ -179,7 +163,6 @@
     }
   }
 
-  // ---- chart controls and keyboard -----------------------------------------------------------
   const controls = { "loss-log": "lossLog", outliers: "outliers", "time-axis": "timeAxis", smoothing: "weight",
     "show-train": "showTrain", "show-val": "showVal", "show-parent": "showParent" };
   for (const [id, key] of Object.entries(controls)) {
@@ -218,7 +201,6 @@
   });
   document.body.addEventListener("htmx:afterSwap", updateCounter);
 
-  // ---- start --------------------------------------------------------------------------------
   window.pandamode = { charts, state: view, get data() { return view.full.cols; }, get events() { return view.events; } };
   makeCharts();
   updateCounter();
