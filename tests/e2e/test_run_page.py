@@ -349,9 +349,7 @@ def test_go_back_to_a_checkpoint_with_another_lr(
         arg=parent_val,
     )
     parent_last = page.evaluate("window.pandamode.state.parent.step.at(-1)")
-    page.wait_for_function(
-        "s => window.pandamode.charts.loss.scales.x.max >= s", arg=parent_last
-    )
+    page.wait_for_function("s => window.pandamode.charts.loss.scales.x.max >= s", arg=parent_last)
 
     for run_id in (child, parent):  # leave the worker free for whatever runs next
         page.goto(f"{server_url}/runs/{run_id}")
