@@ -68,25 +68,32 @@ def lr_field_context(lr: Any) -> dict[str, Any]:
     }
 
 
-def run_context(session: Session, run_id: int) -> dict[str, Any]:
-    """Everything the run page and its live parts show, from one read transaction."""
+def run_context(
+    session: Session, run_id: int, parts: Iterable[str] = ("status", "event")
+) -> dict[str, Any]:
+    """Everything the run page's ``parts`` show, from one read transaction (``status``: the
+    run, its rate and buttons; ``event``: also the events, command messages and checkpoints)."""
     model = crud.get_run(session, run_id)
     if model is None:
         raise HTTPException(status_code=404, detail=f"run {run_id} not found")
     run = crud.serialize_run(model)
-    events = present.serialize_events(session, run_id)
-    checkpoints = present.checkpoint_options(session, run)
-    return {
+    context: dict[str, Any] = {
         "run": run,
         "lr_text": present.lr_explained(run),
         **lr_field_context(run["lr"] if run["lr"] is not None else run["config"].get("lr")),
-        "events": events[-EVENT_LOG:],
-        "commands": [e for e in events if e["source"] == "user"][-present.COMMAND_MESSAGES :],
-        "checkpoints": checkpoints,
-        "enabled": enabled_buttons(run["status"], bool(checkpoints)),
+        "enabled": enabled_buttons(run["status"], False),
         "active_statuses": present.ACTIVE_STATUSES,
         "pace_choices": PACE_CHOICES,
     }
+    if "event" in parts:
+        events = present.serialize_events(session, run_id)
+        checkpoints = present.checkpoint_options(session, run)
+        context["events"] = events[-EVENT_LOG:]
+        context["commands"] = [e for e in events if e["source"] == "user"]
+        context["commands"] = context["commands"][-present.COMMAND_MESSAGES :]
+        context["checkpoints"] = checkpoints
+        context["enabled"]["fork"] = bool(checkpoints)
+    return context
 
 
 def render_live(env: Environment, context: dict[str, Any], parts: Iterable[str]) -> str:
@@ -113,7 +120,7 @@ class Fragments:
             return []
         try:
             with self.db.read() as session:
-                context = run_context(session, run_id)
+                context = run_context(session, run_id, parts)
         except HTTPException:  # the run is gone: nothing to show
             return []
         return [(FRAGMENT_EVENT.format(part=p), render_live(self.env, context, {p})) for p in parts]

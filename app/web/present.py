@@ -84,7 +84,9 @@ def settings_rows(config: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for name in RunConfig.model_fields:
         value, default = config.get(name), DEFAULTS.get(name)
-        if isinstance(value, bool | list | dict) or value is None:
+        if value is None:
+            shown = "\u2013"
+        elif isinstance(value, bool | list | dict):
             shown = json.dumps(value)
         else:
             shown = number(value) if isinstance(value, float) else value
