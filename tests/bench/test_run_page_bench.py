@@ -30,4 +30,4 @@ def test_bench_prints_draw_time_heap_and_zoom(tmp_path: Path) -> None:
     out = result.stdout
     assert re.search(r"whole run drawn [\d.]+ s after navigation; [\d,]+ rows held", out), out
     assert re.search(r"JS heap once drawn: [\d.]+ MB", out), out
-    assert re.search(r"zoom to [\d,]+ rows \(exact\): [\d.]+ s", out), out
+    assert re.search(r"zoom to [\d,]+ rows \(exact\) in 1 drag\(s\): [\d.]+ s", out), out
