@@ -10,6 +10,7 @@ the page and the API cannot disagree.
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Any
 
 from anyio import to_thread
@@ -91,7 +92,7 @@ def _reason(exc: Exception, tag: str = "") -> tuple[int, str]:
     return 422, "; ".join(parts)
 
 
-def _message(request: Request, text: str, kind: str, status: int = 200) -> HTMLResponse:
+def _message(text: str, kind: str, status: int = 200) -> HTMLResponse:
     """One line for a messages area: a confirmation ("info") or a refusal ("error")."""
     return HTMLResponse(f'<p class="{kind}">{escape(text)}</p>', status_code=status)
 
@@ -111,21 +112,29 @@ async def command_form(request: Request, run_id: int) -> HTMLResponse:
     form = await request.form()
     body = _command_body(form)
     kind = str(body.get("type", "command"))
-    if kind == "set_lr" and form.get("lr") and form.get("lr") == form.get("shown"):
-        text = f"learning rate unchanged ({form.get('lr')}): nothing sent"
-        return _message(request, text, "info")
+    if kind == "set_lr" and _same_number(form.get("lr"), form.get("shown")):
+        return _message(f"learning rate unchanged ({form.get('lr')}): nothing sent", "info")
     try:
         command = _COMMAND.validate_python(body)
         event = await to_thread.run_sync(post_command, run_id, command, request.app.state.db)
     except (HTTPException, ValidationError) as exc:
         status, reason = _reason(exc, kind)
-        return _message(request, f"{kind} refused: HTTP {status}: {reason}", "error", status)
+        return _message(f"{kind} refused: HTTP {status}: {reason}", "error", status)
     templates = _templates(request)
     html = templates.env.get_template("_command_message.html").render(ev=event)
     if kind == "set_lr":
         fields = lr_field_context(event.get("lr"))
         html += templates.env.get_template("_run_lr_fields.html").render(**fields, oob=True)
     return HTMLResponse(html, status_code=202)
+
+
+def _same_number(a: Any, b: Any) -> bool:
+    """Two form fields holding the same finite number (``0.0100`` is ``0.01``)."""
+    try:
+        x, y = float(a), float(b)
+    except (TypeError, ValueError):
+        return False
+    return math.isfinite(x) and x == y
 
 
 def _integer(text: str) -> int | str:
@@ -165,8 +174,8 @@ async def fork_form(request: Request, run_id: int) -> HTMLResponse:
             await to_thread.run_sync(_pause_if_moving, db, run_id)
     except (HTTPException, ValidationError, RequestValidationError) as exc:
         status, reason = _reason(exc)
-        return _message(request, f"fork refused: HTTP {status}: {reason}", "error", status)
+        return _message(f"fork refused: HTTP {status}: {reason}", "error", status)
     text = f"run #{child['id']} made from step {child['parent_step']}; opening it"
-    response = _message(request, text, "info")
+    response = _message(text, "info")
     response.headers["HX-Redirect"] = f"/runs/{child['id']}"
     return response
