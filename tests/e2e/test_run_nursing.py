@@ -113,6 +113,11 @@ def test_small_rates_read_as_such(browser_page: Page, server_url: str, api: Api)
     assert box is not None
     over.hover(position={"x": box["width"] * 0.6, "y": box["height"] / 2})
     expect(page.locator("#chart-lr .u-legend")).to_contain_text("1.5e-4")
+    # The x axis as wall-clock time (unix seconds) and back to steps.
+    page.check("#time-axis")
+    page.wait_for_function("window.pandamode.charts.loss.scales.x.min > 1e9")
+    page.uncheck("#time-axis")
+    page.wait_for_function("window.pandamode.charts.loss.scales.x.max < 1e9")
     stop(page)
 
 
