@@ -46,25 +46,41 @@ def append_metrics(session: Session, run_id: int, rows: list[dict[str, Any]]) ->
     if not rows:
         return 0
     steps = [int(r["step"]) for r in rows]
-    stored = set(
-        session.scalars(
-            select(Metric.step).where(
-                Metric.run_id == run_id, Metric.step >= min(steps), Metric.step <= max(steps)
-            )
-        )
+    first, last = min(steps), max(steps)
+    # Stored rows never run ahead of the run's step (it moves in the same transaction), so when
+    # the step is below this batch none of it is stored: the usual flush needs no extra read.
+    ahead = session.execute(
+        update(Run).where(Run.id == run_id, Run.step < first).values(step=last, updated_at=now())
     )
-    fresh = [r for r in rows if int(r["step"]) not in stored]
+    fresh = rows if ahead.rowcount else _not_stored(session, run_id, rows, first, last)
     if fresh:
         session.execute(
             _insert_ignoring_duplicates(session),
             [{"run_id": run_id, **{k: v for k, v in r.items() if k in _STORED}} for r in fresh],
         )
         rollups.record(session, run_id, [tuple(r.get(c) for c in COLUMNS) for r in fresh])
-    last = max(steps)
-    session.execute(
-        update(Run).where(Run.id == run_id, Run.step < last).values(step=last, updated_at=now())
-    )
+    if not ahead.rowcount:
+        session.execute(
+            update(Run).where(Run.id == run_id, Run.step < last).values(step=last, updated_at=now())
+        )
     return len(rows)
+
+
+def _not_stored(
+    session: Session, run_id: int, rows: list[dict[str, Any]], first: int, last: int
+) -> list[dict[str, Any]]:
+    """The rows of a batch (a replay after a crash) whose step is not stored yet."""
+    table = Metric.__table__
+    stored = set(
+        session.connection()
+        .execute(
+            select(table.c.step).where(
+                table.c.run_id == run_id, table.c.step >= first, table.c.step <= last
+            )
+        )
+        .scalars()
+    )
+    return [r for r in rows if int(r["step"]) not in stored]
 
 
 def metric_rows(
