@@ -47,7 +47,6 @@ from app.crud.metrics import (
     iter_metric_rows,
     last_metrics,
     metric_rows,
-    metrics_after,
 )
 from app.crud.overview import metrics_overview, metrics_window
 from app.crud.runs import (
@@ -94,7 +93,6 @@ __all__ = [
     "lr_parts",
     "mark_applied",
     "metric_rows",
-    "metrics_after",
     "metrics_overview",
     "metrics_window",
     "now",

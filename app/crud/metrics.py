@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session
 
 from app.crud import rollups
 from app.crud.lineage import Segment, segment_rows, segments
-from app.crud.overview import metrics_window
 from app.crud.runs import now
 from app.models import Metric, Run
 from app.series import COLUMNS, Row, to_columns
@@ -110,16 +109,6 @@ def iter_metric_rows(session: Session, run_id: int, *, chunk: int = 5000) -> Ite
         if len(rows) < chunk:
             return
         after = int(rows[-1][0])
-
-
-def metrics_after(
-    session: Session, run_id: int, *, after: int = 0, max_points: int | None = None
-) -> dict[str, list[Any]]:
-    """Columnar metrics after a step, optionally an overview of at most ``max_points`` rows."""
-    if max_points is None:
-        return to_columns(metric_rows(session, run_id, after=after))
-    rows, _exact = metrics_window(session, run_id, after=after, max_points=max_points)
-    return to_columns(rows)
 
 
 def last_row(

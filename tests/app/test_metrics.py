@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from app import crud
 from app.db import Database
-from app.series import COLUMNS, downsample, restore_nan, to_columns
+from app.series import COLUMNS, restore_nan, to_columns
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -83,18 +83,6 @@ def test_append_is_idempotent(db: Database, run_id: int) -> None:
         assert crud.count_metrics(s, run_id) == 1000
         assert crud.metric_rows(s, run_id, after=0, limit=1)[0][3] == 1.0
         assert crud.get_run(s, run_id).step == 1000
-
-
-def test_downsample_budget_and_eval_rows() -> None:
-    order = ("step", "time", "lr", "train_loss", "train_acc", "val_loss", "val_acc")
-    rows = [tuple(r[k] for k in order) for r in _rows(5000)]
-    for budget in (8, 20, 101, 4999):
-        kept = downsample(rows, budget)
-        assert len(kept) <= budget
-        assert kept[0] == rows[0] and kept[-1] == rows[-1]
-    kept = downsample(rows, 200)
-    assert sum(1 for r in kept if r[6] is not None) == 50, "all 50 evaluations kept"
-    assert downsample(rows[:10], 50) == rows[:10]
 
 
 def test_non_finite_encoding() -> None:

@@ -209,3 +209,16 @@ def test_overview_of_a_fork_spans_its_lineage(db: Database) -> None:
     assert 8_500 in steps, "the fork's own spike"
     assert [r[STEP] for r in window] == list(range(7_991, 8_011))
     assert [r[TRAIN_LOSS] for r in window[10:]] == [0.01] * 10, "the fork's own rows after 8000"
+
+
+def test_overview_stays_within_any_budget(db: Database, long_run: int) -> None:
+    with db.read() as s:
+        for budget in (8, 9, 20, 101, 1999):
+            for after, before in ((0, None), (3, 19_990), (64, 8_193)):
+                rows, exact = crud.metrics_window(
+                    s, long_run, after=after, before=before, max_points=budget
+                )
+                steps = [int(r[STEP]) for r in rows]
+                assert not exact and len(rows) <= budget, (budget, after, before)
+                end = 20_000 if before is None else before - 1
+                assert steps[0] == after + 1 and steps[-1] == end
