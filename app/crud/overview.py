@@ -1,10 +1,11 @@
 """An overview of a run's metrics over a step range, built from rollups in bounded time and memory.
 
-The range is tiled by rollup buckets of one width (chosen so there are between one and four
-buckets per output bucket) and, at its ragged edges, by finer buckets and a few exact rows
-(``app.crud.rollups.cover``). Each output bucket keeps the steps of its lowest and highest
-training loss (and validation loss); only those rows are then read, by primary key. Nothing here
-reads or loops over every row of a long range: the work grows with ``max_points``, not the run.
+The range is tiled by rollup buckets of one width (the coarsest with at least one per output
+bucket, so at most 4 x max_points of them) and, at its ragged edges, by finer buckets and a few
+exact rows (``app.crud.rollups.cover``). Output buckets are runs of whole buckets of that width,
+so each keeps the true steps of its lowest and highest training loss (and validation loss); only
+those rows are then read, by primary key. Nothing here reads or loops over every row of a long
+range: the work grows with ``max_points``, not with the run.
 """
 
 from __future__ import annotations
