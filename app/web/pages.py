@@ -15,26 +15,30 @@ from fastapi import APIRouter, Request
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment
 
+from app.web import present
+
 router = APIRouter(include_in_schema=False)
 
 ACTIVE_STATUSES = ("queued", "running", "paused")
 """Statuses in which a run can still change, so its fragments keep polling."""
 
 
-def sig(value: Any) -> str:
-    """A metric for people: three significant digits, exponent form when tiny, dash when absent.
+sig = present.number
+"""A metric for people (one formatter for every page: ``0.0046``, ``1.5e-4``, ``NaN``)."""
 
-    Accepts the API's spellings of non-finite floats (``"NaN"``, ``"Infinity"``) unchanged, since
-    a diverged run is exactly when the reader must see them.
-    """
-    if value is None:
-        return "\u2013"  # en dash: "no value yet"
-    if isinstance(value, str):
-        return value
-    number = float(value)
-    if number != 0 and (abs(number) < 1e-3 or abs(number) >= 1e5):
-        return f"{number:.2e}"
-    return f"{number:.3g}"
+
+def steps(value: Any) -> str:
+    """A step count short enough for a table cell: ``950``, ``12,500``, ``950k``, ``1M``, ``1.2M``
+    (a long run's ``1000000 / 1000000`` would widen its column; the exact count is in a title)."""
+    if not isinstance(value, int | float):
+        return "\u2013"
+    n = int(value)
+    if abs(n) < 100_000:
+        return f"{n:,}"
+    for size, suffix in ((1_000_000_000, "G"), (1_000_000, "M"), (1_000, "k")):
+        if abs(n) >= size:
+            return f"{n / size:.3g}{suffix}"
+    return str(n)  # unreachable: kept for the type checker
 
 
 def short_time(value: str | None) -> str:
@@ -51,6 +55,7 @@ def install_filters(env: Environment) -> None:
     """Register the filters these templates use; idempotent, so any caller may run it."""
     env.filters.setdefault("sig", sig)
     env.filters.setdefault("short_time", short_time)
+    env.filters.setdefault("steps", steps)
 
 
 def _templates(request: Request) -> Jinja2Templates:
