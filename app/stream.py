@@ -42,10 +42,15 @@ from app.series import Row, to_columns
 log = logging.getLogger(__name__)
 
 _STATUS_KEYS = ("status", "name", "lr", "total_steps", "best_val_loss", "best_val_acc", "error")
+# A change of these goes out at the next poll; the others (the rate, the best metrics, which
+# move at every flush of a scheduled run) at most once per ``status_interval``.
+_URGENT_KEYS = ("status", "name", "total_steps", "error")
 
-# At most one ``status`` per this many seconds (lr and best metrics move at every flush of a
-# scheduled run): a change within it waits for the next poll after it, and the latest one wins.
-STATUS_INTERVAL = 0.25
+# At most one ``status`` per this many seconds for a change of the rate or the best metrics
+# alone (they move at every flush of a scheduled run, and each status also re-renders the page's
+# status fragment for every viewer): a change within it waits for the next poll after it, and
+# the latest one wins. A new status (paused, finished...) is never held back.
+STATUS_INTERVAL = 1.0
 # A viewer more than this many rows behind gets an overview instead of every row...
 OVERVIEW_AFTER_ROWS = 4000
 # ... followed by the exact last rows, this many.
@@ -88,6 +93,11 @@ def metrics_message(rows: list[Row], kind: str = "metrics") -> Message:
 def status_key(run: dict[str, Any]) -> tuple[Any, ...]:
     """The fields whose change is worth a ``status`` message (not the ever-moving step)."""
     return tuple(run.get(k) for k in _STATUS_KEYS)
+
+
+def _urgent(key: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The part of a status key that is sent without waiting (see ``_URGENT_KEYS``)."""
+    return tuple(v for k, v in zip(_STATUS_KEYS, key, strict=False) if k in _URGENT_KEYS)
 
 
 def event_key(event: dict[str, Any]) -> tuple[Any, ...]:
@@ -283,7 +293,9 @@ class StreamHub:
             self._end(tail, [*fragments, final])
             return False
         now = time.monotonic()
-        if status_key(read.run) != tail.status_key and now - tail.status_at >= self.status_interval:
+        key = status_key(read.run)
+        urgent = _urgent(key) != _urgent(tail.status_key)
+        if key != tail.status_key and (urgent or now - tail.status_at >= self.status_interval):
             messages.append(self._set_status(tail, read.run, now))
             changed.add("status")
         self._fan_out(tail, messages)

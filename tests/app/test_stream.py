@@ -290,6 +290,24 @@ def test_status_messages_are_coalesced_but_the_final_one_always_comes(db: Databa
     asyncio.run(scenario())
 
 
+def test_a_new_status_is_not_held_back_by_the_interval(db: Database) -> None:
+    rid = _running_run(db, 10)
+
+    async def scenario() -> None:
+        hub = StreamHub(db, poll=0.02, status_interval=3600)
+        viewer = hub.viewer(rid, since=10)
+        assert (await _next(viewer))["event"] == "status"
+        with db.write() as s:
+            crud.update_run(s, rid, lr=0.05)  # a rate change alone waits for the interval
+        with db.write() as s:
+            crud.update_run(s, rid, status="paused")
+        message = await _next(viewer)
+        assert message["event"] == "status" and _data(message)["status"] == "paused"
+        await hub.close()
+
+    asyncio.run(scenario())
+
+
 def test_fragments_hook_is_encoded_once_and_fanned_out(db: Database) -> None:
     rid = _running_run(db, 10)
     calls: list[tuple[int, set[str], bool]] = []
