@@ -17,10 +17,6 @@ that already holds the two runs (a previous ``--data-dir`` of this script) is re
 from __future__ import annotations
 
 import argparse
-import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,17 +30,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from long_runs import build_run  # noqa: E402
+from served import Served, launch_chromium  # noqa: E402
 
 from app.db import Database  # noqa: E402
 from app.settings import Settings  # noqa: E402
-
-CHROMIUM = os.environ.get("PANDAMODE_CHROMIUM", "/usr/bin/chromium")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def runs_of(data_dir: Path, steps: int) -> list[int]:
@@ -72,23 +61,10 @@ def main() -> None:
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="pandamode-compare-"))
     data_dir.mkdir(parents=True, exist_ok=True)
     ids = runs_of(data_dir, args.steps)
-    port = free_port()
-    cmd = [sys.executable, "-c", "import sys; from app.cli import main; sys.exit(main())"]
-    cmd += ["serve", "--port", str(port), "--data-dir", str(data_dir), "--workers", "0"]
-    log = (data_dir / "server.log").open("wb")
-    server = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                              start_new_session=True)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(url + "/healthz", timeout=2).close()
-                break
-            except OSError:
-                time.sleep(0.2)
+    with Served(data_dir, "--workers", "0") as server:
+        url = server.base
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                         args=["--no-sandbox", "--disable-gpu"])  # fmt: skip
+            browser = launch_chromium(pw)
             page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
             fetched: list[str] = []
             page.on("request", lambda r: fetched.append(r.url) if "/metrics?" in r.url else None)
@@ -112,9 +88,6 @@ def main() -> None:
         if heap:
             print(f"  JS heap once drawn: {heap / 2**20:.1f} MB")
         print(f"  data dir: {data_dir}")
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=20)
 
 
 if __name__ == "__main__":

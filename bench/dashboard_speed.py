@@ -16,17 +16,11 @@ Usage: ``.venv/bin/python bench/dashboard_speed.py [--commands 40]``
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 from threadpoolctl import threadpool_limits
 
@@ -34,6 +28,9 @@ from app.settings import Settings
 from engine import RunConfig, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))  # also when loaded by path (tests/bench)
+
+from served import Served  # noqa: E402
 
 
 def bare_engine_steps_per_second(config: RunConfig, blas_threads: int) -> float:
@@ -49,58 +46,7 @@ def bare_engine_steps_per_second(config: RunConfig, blas_threads: int) -> float:
     return trainer.step_count / elapsed
 
 
-class Dashboard:
-    """A ``pandamode serve`` subprocess on a free port with its own data directory."""
-
-    def __init__(self, data_dir: Path) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.base = f"http://127.0.0.1:{self.port}"
-        command = ["serve", "--port", str(self.port), "--data-dir", str(data_dir)]
-        self.process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "pandamode"), *command],
-            cwd=ROOT,
-            env={k: v for k, v in os.environ.items() if not k.startswith("PANDAMODE_")},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        self.wait_until(lambda: self.get("/healthz")["status"] == "ok", timeout=60)
-
-    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(
-            self.base + path, data=data, method=method, headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(req, timeout=30) as response:
-            return json.loads(response.read())
-
-    def get(self, path: str) -> Any:
-        return self.request("GET", path)
-
-    def post(self, path: str, body: dict[str, Any]) -> Any:
-        return self.request("POST", path, body)
-
-    def wait_until(self, predicate: Any, timeout: float, interval: float = 0.05) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if predicate():
-                    return
-            except OSError:
-                pass
-            time.sleep(interval)
-        raise TimeoutError(f"condition not met within {timeout} s")
-
-    def close(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-
-
-def dashboard_steps_per_second(dash: Dashboard, config: RunConfig) -> float:
+def dashboard_steps_per_second(dash: Served, config: RunConfig) -> float:
     run = dash.post("/api/runs", {"name": "bench-default", "config": config.model_dump()})
     path = f"/api/runs/{run['id']}"
     dash.wait_until(lambda: dash.get(path)["status"] == "finished", timeout=600, interval=0.2)
@@ -109,7 +55,7 @@ def dashboard_steps_per_second(dash: Dashboard, config: RunConfig) -> float:
     return (len(times) - 1) / (times[-1] - times[0])
 
 
-def set_lr_latencies(dash: Dashboard, commands: int) -> tuple[list[float], list[int]]:
+def set_lr_latencies(dash: Served, commands: int) -> tuple[list[float], list[int]]:
     """Seconds from each POST to the moment the worker applied it (observed by polling events),
     and the sizes of the "before lr" checkpoints the commands left (each change writes one)."""
     run = dash.post("/api/runs", {"name": "bench-set-lr", "config": {"max_steps": 10_000_000}})
@@ -140,7 +86,7 @@ def main() -> None:
     threads = Settings().blas_threads
     engine_rate = bare_engine_steps_per_second(config, threads)
     with tempfile.TemporaryDirectory() as data_dir:
-        dash = Dashboard(Path(data_dir))
+        dash = Served(Path(data_dir))
         try:
             served_rate = dashboard_steps_per_second(dash, config)
             latencies, sizes = set_lr_latencies(dash, args.commands)

@@ -19,15 +19,10 @@ Usage: ``.venv/bin/python bench/run_page.py [--steps 1000000 10000000] [--data-d
 from __future__ import annotations
 
 import argparse
-import os
 import random
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from playwright.sync_api import Page, sync_playwright
@@ -37,19 +32,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from long_runs import CONFIG, synthetic_rows  # noqa: E402
+from served import Served, launch_chromium  # noqa: E402
 
 from app import crud  # noqa: E402
 from app.db import Database  # noqa: E402
 from app.settings import Settings  # noqa: E402
 
-CHROMIUM = os.environ.get("PANDAMODE_CHROMIUM", "/usr/bin/chromium")
 BATCH = 50_000
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def run_of(db: Database, steps: int) -> int:
@@ -131,22 +120,10 @@ def main() -> None:
     db.create_all()
     runs = {steps: run_of(db, steps) for steps in args.steps}
     db.dispose()
-    port = free_port()
-    cmd = [sys.executable, "-c", "import sys; from app.cli import main; sys.exit(main())", "serve"]
-    cmd += ["--port", str(port), "--data-dir", str(data_dir), "--workers", "0"]
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    server = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True, **quiet)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(150):
-            try:
-                urllib.request.urlopen(base + "/healthz", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.2)
+    with Served(data_dir, "--workers", "0") as server:
+        base = server.base
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                         args=["--no-sandbox", "--disable-gpu"])  # fmt: skip
+            browser = launch_chromium(pw)
             for steps, run_id in runs.items():
                 context = browser.new_context(viewport={"width": 1280, "height": 900})
                 print(f"run page of a {steps:,}-step run:")
@@ -158,9 +135,6 @@ def main() -> None:
                     page.screenshot(path=str(args.screenshot))
                 context.close()
             browser.close()
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=20)
     print(f"data dir: {data_dir}")
 
 

@@ -27,13 +27,10 @@ import asyncio
 import json
 import multiprocessing as mp
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from array import array
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -41,54 +38,19 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))  # also when loaded by path (tests/bench)
+
+from served import Served  # noqa: E402
+
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SEP = b"\r\n\r\n"  # sse-starlette ends every message with an empty \r\n line
 
 
-class Server:
-    """``pandamode serve --workers 1`` on a free loopback port with its own data directory."""
+class Server(Served):
+    """``pandamode serve --workers 1`` (bench/served.py), with its memory and CPU time."""
 
     def __init__(self, data_dir: Path) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.base = f"http://127.0.0.1:{self.port}"
-        command = [sys.executable, "-m", "app", "serve", "--port", str(self.port)]
-        self.process = subprocess.Popen(
-            [*command, "--data-dir", str(data_dir), "--workers", "1"],
-            cwd=ROOT,
-            env={k: v for k, v in os.environ.items() if not k.startswith("PANDAMODE_")},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        self.wait_until(lambda: self.get("/healthz")["status"] == "ok", timeout=60)
-
-    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(
-            self.base + path, data=data, method=method, headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(req, timeout=30) as response:
-            return json.loads(response.read())
-
-    def get(self, path: str) -> Any:
-        return self.request("GET", path)
-
-    def post(self, path: str, body: dict[str, Any]) -> Any:
-        return self.request("POST", path, body)
-
-    def wait_until(self, predicate: Any, timeout: float, interval: float = 0.05) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if predicate():
-                    return
-            except OSError:
-                pass
-            if self.process.poll() is not None:
-                raise RuntimeError("the server exited")
-            time.sleep(interval)
-        raise TimeoutError(f"condition not met within {timeout} s")
+        super().__init__(data_dir, "--workers", "1")
 
     def rss_mib(self) -> float:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
@@ -98,14 +60,6 @@ class Server:
 
     def cpu_seconds(self) -> float:
         return cpu_seconds(self.process.pid)
-
-    def close(self) -> None:
-        self.process.terminate()  # the server stops its worker, which checkpoints first
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
 
 # -- viewers (in their own processes) ------------------------------------------------------------

@@ -101,32 +101,8 @@ def serve(data_dir: Path, *extra: str) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`pandamode serve` on a free loopback port with a fresh data dir, stopped at the end."""
-    data_dir = tmp_path_factory.mktemp("pandamode-data")
-    log_path = data_dir / "server.log"
-    port = _free_port()
-    # app.cli.main is what the `pandamode` console script calls; calling it directly works
-    # without installing the package (an editable or wheel install behaves the same).
-    cmd = [sys.executable, "-c", "import sys; from app.cli import main; sys.exit(main())", "serve"]
-    cmd += ["--port", str(port), "--data-dir", str(data_dir)]
-    with log_path.open("wb") as log:
-        # A session of its own, so the cleanup below can reach the worker processes too.
-        proc = subprocess.Popen(
-            cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    server_url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(proc, server_url + "/healthz", log_path)
-        yield server_url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-        # Anything the server left behind in its own process group (workers) goes too.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+    with serve(tmp_path_factory.mktemp("pandamode-data")) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
