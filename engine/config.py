@@ -64,13 +64,19 @@ class RunConfig(BaseModel):
     """L2 on weight matrices only (not biases, not BN gamma/beta), added to the gradient."""
 
     # Schedule: effective lr = base lr * factor(steps completed)
-    schedule: Literal["constant", "step", "exponential", "cosine"] = "cosine"
+    schedule: Literal["constant", "step", "exponential", "cosine", "range_test"] = "cosine"
     lr_step_size: int = Field(1000, ge=1)
     """Steps per decay period of 'step' (a jump) and 'exponential' (smooth)."""
     lr_gamma: float = Field(0.5, gt=0.0, le=1.0)
     """Factor the lr is multiplied by every lr_step_size steps ('step', 'exponential')."""
     lr_min_factor: float = Field(0.0, ge=0.0, le=1.0)
     """Floor of the 'cosine' factor, reached at the last step."""
+    lr_range_max: float = Field(10.0, gt=0.0, le=100.0)
+    """'range_test': the rate of the last step; the rate grows exponentially from ``lr`` to it
+    (the learning-rate range test, engine/lr_find.py)."""
+    lr_range_start: int = Field(0, ge=0)
+    """'range_test': the position the range starts at (a range test on a fork starts at the
+    fork step); it ends at the run's last step."""
 
     # Loop
     batch_size: int = Field(64, ge=1, le=1_000_000)
@@ -100,6 +106,14 @@ class RunConfig(BaseModel):
         if not math.isfinite(value):
             raise ValueError("must be a finite number")
         return value
+
+    @model_validator(mode="after")
+    def _range_grows(self) -> RunConfig:
+        if self.schedule == "range_test" and not self.lr_range_max > self.lr:
+            raise ValueError(
+                f"lr_range_max ({self.lr_range_max}) must be above lr ({self.lr}) for a range test"
+            )
+        return self
 
     @model_validator(mode="after")
     def _batchnorm_needs_two(self) -> RunConfig:

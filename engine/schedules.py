@@ -1,8 +1,9 @@
 """Learning-rate schedules as multiplicative factors of the step position, and the anchor rule.
 
 A schedule is a factor f(t) of the position t (steps completed), with f(0) = 1 and f never
-increasing. The rate itself is pinned by an *anchor* (t0, X): "the step after t0 trains at exactly
-X". From there the schedule scales the rate relative to the anchor:
+increasing, except ``range_test``, which grows (the learning-rate range test, engine/lr_find.py).
+The rate itself is pinned by an *anchor* (t0, X): "the step after t0 trains at exactly X". From
+there the schedule scales the rate relative to the anchor:
 
     lr(t) = X * (f(t) / f(t0))            for t >= t0
     lr(t) = X                             when f(t0) == 0 (nothing left to scale)
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SCHEDULES", "LrAnchor", "Schedule", "lr_factor"]
 
-SCHEDULES = ("constant", "step", "exponential", "cosine")
+SCHEDULES = ("constant", "step", "exponential", "cosine", "range_test")
 
 
 def lr_factor(
@@ -36,6 +37,8 @@ def lr_factor(
     step_size: int = 1000,
     gamma: float = 0.5,
     min_factor: float = 0.0,
+    start: int = 0,
+    growth: float = 1.0,
 ) -> float:
     """Factor at position t (steps completed), in (0, 1] except for a cosine floor of 0.
 
@@ -44,6 +47,9 @@ def lr_factor(
     - exponential: gamma ** (t / step_size)       (the same decay, smooth)
     - cosine: min_factor + (1 - min_factor) * (1 + cos(pi * t / total)) / 2, held at min_factor
       after `total` steps
+    - range_test: growth ** (k / span), k = t - start clipped to [0, span] and
+      span = total - start - 1: 1 at ``start``, ``growth`` at the last step (position total - 1),
+      exponential in between
     """
     if name == "constant":
         return 1.0
@@ -54,6 +60,9 @@ def lr_factor(
     if name == "cosine":
         progress = min(t, total) / max(total, 1)
         return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    if name == "range_test":
+        span = max(total - start - 1, 1)
+        return growth ** (min(max(t - start, 0), span) / span)
     raise ValueError(f"unknown schedule {name!r}; expected one of {SCHEDULES}")
 
 
@@ -78,11 +87,22 @@ class Schedule:
     step_size: int = 1000
     gamma: float = 0.5
     min_factor: float = 0.0
+    start: int = 0
+    growth: float = 1.0
 
     @classmethod
     def of(cls, cfg: RunConfig, total: int) -> Schedule:
         """The schedule a config asks for, on a run of ``total`` steps."""
-        return cls(cfg.schedule, total, cfg.lr_step_size, cfg.lr_gamma, cfg.lr_min_factor)
+        growth = cfg.lr_range_max / cfg.lr if cfg.schedule == "range_test" else 1.0
+        return cls(
+            cfg.schedule,
+            total,
+            cfg.lr_step_size,
+            cfg.lr_gamma,
+            cfg.lr_min_factor,
+            cfg.lr_range_start,
+            growth,
+        )
 
     def factor(self, t: int) -> float:
         """f(t): the factor of the step after position t (1 at t = 0)."""
@@ -93,6 +113,8 @@ class Schedule:
             step_size=self.step_size,
             gamma=self.gamma,
             min_factor=self.min_factor,
+            start=self.start,
+            growth=self.growth,
         )
 
     def rate(self, anchor: LrAnchor, t: int) -> float:
