@@ -8,7 +8,8 @@ migrates and the others find nothing left to do. No stored metric row is ever dr
 Steps, in order:
 1. ``metrics`` as a WITHOUT ROWID table without the ``epoch`` column (SQLite: copy into the new
    table, in key order; PostgreSQL: drop the column, the rest is unchanged).
-2. Missing tables (``metric_rollups``), then missing indexes (``ix_metrics_eval``).
+2. Missing tables (``metric_rollups``, ``run_pictures``), then missing indexes
+   (``ix_metrics_eval``).
 3. Rollups of every run's stored rows, when ``metric_rollups`` did not exist before.
 """
 

@@ -147,3 +147,30 @@ class Checkpoint(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     size: Mapped[int] = mapped_column(Integer)
     state: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class RunPicture(Base):
+    """The latest evaluation pictures of a run: one row per run, replaced as it trains.
+
+    Written by the worker in the same transaction as the evaluation rows they belong to
+    (app/worker/pictures.py). ``confusion`` is the validation confusion matrix at evaluation
+    ``step`` (JSON rows = true class, ``labels`` the original class labels). The decision
+    regions of a 2-D dataset, refreshed every few seconds of training, not at every evaluation
+    (a grid's forward pass costs as much as dozens of steps): ``regions`` holds the predicted
+    classes then the winning probabilities (0..255) of a ``regions_size`` square grid, as uint8,
+    row 0 at the top; ``regions_extent`` is its JSON ``[x0, x1, y0, y1]``; ``points`` /
+    ``point_labels`` are the training points drawn on top (float32 pairs, uint8 classes).
+    """
+
+    __tablename__ = "run_pictures"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    step: Mapped[int] = mapped_column(Integer)
+    labels: Mapped[str] = mapped_column(Text)
+    confusion: Mapped[str] = mapped_column(Text)
+    regions_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    regions_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    regions: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    regions_extent: Mapped[str | None] = mapped_column(Text, nullable=True)
+    points: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    point_labels: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)

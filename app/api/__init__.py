@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from app.api import commands, health, metrics, runs, stream
+from app.api import commands, health, metrics, pictures, runs, stream
 
 router = APIRouter()
 router.include_router(health.router)
@@ -10,5 +10,6 @@ router.include_router(runs.router)
 router.include_router(commands.router)
 router.include_router(metrics.router)
 router.include_router(stream.router)
+router.include_router(pictures.router)
 
 __all__ = ["router"]

@@ -151,7 +151,8 @@ class RunSession:
             self._diverge(rec)
             return True
         if rec.step % trainer.cfg.eval_every == 0 or trainer.finished:
-            self.writer.add_evaluation(row, trainer.evaluate())
+            # The same figures as trainer.evaluate(), plus the pictures (app/worker/pictures.py).
+            self.writer.add_evaluation(row, self.writer.pictures.evaluate(trainer))
         if self.control.count_step():
             self._settle_after_budget()
         every = self.settings.checkpoint_every_steps

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from app import crud
 from app.db import Database
 from app.settings import Settings
+from app.worker.pictures import PictureTaker
 from engine import StepRecord, Trainer, state_to_bytes
 
 
@@ -33,6 +34,7 @@ class RunWriter:
     def __init__(self, db: Database, settings: Settings, worker_id: str, run_id: int) -> None:
         self.db, self.settings, self.worker_id, self.run_id = db, settings, worker_id, run_id
         self.buffer: list[dict[str, Any]] = []
+        self.pictures = PictureTaker()  # written with the rows of their evaluation
         self.best_loss: float | None = None
         self.best_acc: float | None = None
         self.checkpoint_step = -1
@@ -105,6 +107,7 @@ class RunWriter:
         rows = list(self.buffer)
         with self.db.write() as s:
             crud.append_metrics(s, self.run_id, rows)
+            self.pictures.write(s, self.run_id)
             yield s
             values = {
                 "lr": trainer.current_lr(),
