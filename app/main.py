@@ -26,7 +26,7 @@ from app.paths import STATIC_DIR, TEMPLATES_DIR
 from app.security import TokenGuard
 from app.settings import Settings
 from app.stream import StreamHub
-from app.web import compare, pages, run_page, runs_list
+from app.web import compare, pages, pictures, run_page, runs_list
 from app.web.fragments import Fragments
 from app.worker.supervisor import Supervisor
 
@@ -79,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api_router)
     app.include_router(pages.router)
     app.include_router(run_page.router)
+    app.include_router(pictures.router)
     app.include_router(runs_list.router)
     app.include_router(compare.router)
     app.add_middleware(TokenGuard, token=settings.token, required=settings.needs_token)
