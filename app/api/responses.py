@@ -35,6 +35,9 @@ class RunOut(BaseModel):
     best_val_loss: Number
     best_val_acc: Number
     error: str | None
+    # A finished learning-rate range test's suggested rate (steepest descent of its smoothed
+    # loss, engine/lr_find.py); null while it runs, for any other run, or with no suggestion.
+    suggested_lr: float | None = None
 
 
 class EventOut(BaseModel):

@@ -88,6 +88,14 @@ def _schedule_default(name: str) -> Any:
     return RunConfig.model_fields[name].default
 
 
+def _range_of(config: dict[str, Any]) -> tuple[int, float]:
+    """(start, growth) of a ``range_test`` schedule, as ``Schedule.of`` makes them."""
+    if config.get("schedule") != "range_test":
+        return 0, 1.0
+    lr_max = float(config.get("lr_range_max", _schedule_default("lr_range_max")))
+    return int(config.get("lr_range_start", 0)), lr_max / float(config["lr"])
+
+
 def lr_parts(
     lr: float | None, config: dict[str, Any], step: int, total_steps: int | None
 ) -> tuple[float | None, float | None]:
@@ -109,6 +117,7 @@ def lr_parts(
         int(config.get("lr_step_size", _schedule_default("lr_step_size"))),
         float(config.get("lr_gamma", _schedule_default("lr_gamma"))),
         float(config.get("lr_min_factor", _schedule_default("lr_min_factor"))),
+        *_range_of(config),
     )
     try:
         factor = schedule.factor(step)
@@ -145,4 +154,11 @@ def serialize_run(run: Run) -> dict[str, Any]:
         "best_val_loss": json_float(run.best_val_loss),
         "best_val_acc": json_float(run.best_val_acc),
         "error": run.error,
+        "suggested_lr": _suggested_lr(run, config),
     }
+
+
+def _suggested_lr(run: Run, config: dict[str, Any]) -> float | None:
+    from app.crud.lr_find import suggested_lr  # metrics -> runs: imported when first needed
+
+    return suggested_lr(run, config)

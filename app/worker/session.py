@@ -24,8 +24,10 @@ from app.series import json_float
 from app.settings import Settings
 from app.worker.control import Control, apply_command, requested_lr
 from app.worker.loading import load_trainer
+from app.worker.lr_find import finish_payload, range_watch
 from app.worker.writer import LeaseLost, RunWriter
 from engine import StepRecord, Trainer
+from engine.lr_find import LossWatch
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,7 @@ class RunSession:
         self._last_poll = self._last_queue_check = 0.0
         self._next_step_at = 0.0  # monotonic time the next step is due at under a pace
         self._paused_since: float | None = None
+        self.range_test: LossWatch | None = None  # a range test's early stop (app/worker/lr_find)
 
     def run(self) -> str:
         """Train until an outcome; returns it (finished, stopped, diverged, failed, released...).
@@ -83,6 +86,7 @@ class RunSession:
             heartbeat_every=self.settings.lease_seconds / 3,
         )
         self.trainer = loaded.trainer
+        self.range_test = range_watch(self.db, self.run_id, self.trainer)
         writer.best_loss, writer.best_acc = loaded.best_val_loss, loaded.best_val_acc
         self._lr_replay = loaded.lr_replay
         self.control.pace = loaded.pace
@@ -121,7 +125,7 @@ class RunSession:
                 stepping = self.control.paused and not self.control.idle
                 self._end(None, checkpoint=True, release=not stepping)
                 return "shutdown"
-            if trainer.finished:
+            if trainer.finished or (self.range_test is not None and self.range_test.done):
                 return self._finish()
             if self.writer.flush_due() or self._poll_due():
                 self._sync_or_poll()
@@ -147,6 +151,8 @@ class RunSession:
         row = self.writer.add(rec)
         if self.on_step is not None:
             self.on_step(rec)
+        if self.range_test is not None and self.range_test.update(rec.loss):
+            return False  # the range test's normal end (the loop finishes it), not a divergence
         if not math.isfinite(rec.loss):
             self._diverge(rec)
             return True
@@ -288,6 +294,7 @@ class RunSession:
 
     def _finish(self) -> str:
         payload = {"best_val_loss": self.writer.best_loss, "best_val_acc": self.writer.best_acc}
+        payload.update(finish_payload(self.range_test))
         self._end("finished", checkpoint=True, event=("finished", payload))
         return "finished"
 
