@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from sqlalchemy import insert, update
 from sqlalchemy.orm import Session
 
 from app.models import RunPicture
@@ -28,19 +29,19 @@ class RegionsPicture:
     n_classes: int
 
 
-def _row(session: Session, run_id: int) -> RunPicture | None:
-    return session.get(RunPicture, run_id)
-
-
 def save_confusion(
     session: Session, run_id: int, step: int, labels: list[Any], matrix: list[list[int]]
 ) -> None:
-    """Replace the run's confusion matrix (call in the transaction of its evaluation row)."""
-    row = _row(session, run_id)
-    if row is None:
-        row = RunPicture(run_id=run_id)
-        session.add(row)
-    row.step, row.labels, row.confusion = step, json.dumps(labels), json.dumps(matrix)
+    """Replace the run's confusion matrix (call in the transaction of its evaluation row).
+
+    One Core UPDATE in the usual case (an INSERT only at a run's first evaluation): it runs at
+    every flush that follows an evaluation, so it is kept to a single cheap statement.
+    """
+    values = {"step": step, "labels": json.dumps(labels), "confusion": json.dumps(matrix)}
+    table = RunPicture.__table__
+    done = session.execute(update(table).where(table.c.run_id == run_id).values(**values))
+    if done.rowcount == 0:
+        session.execute(insert(table).values(run_id=run_id, **values))
 
 
 def save_regions(
@@ -55,15 +56,19 @@ def save_regions(
     point_labels: np.ndarray,
 ) -> None:
     """Replace the run's decision regions; the row must exist (its confusion is saved first)."""
-    row = _row(session, run_id)
-    if row is None:
-        raise LookupError(f"run {run_id} has no evaluation pictures to add regions to")
     size = int(classes.shape[0])
-    row.regions_step, row.regions_size = step, size
-    row.regions = classes.astype(np.uint8).tobytes() + confidence.astype(np.uint8).tobytes()
-    row.regions_extent = json.dumps([float(v) for v in extent])
-    row.points = np.ascontiguousarray(points, dtype=np.float32).tobytes()
-    row.point_labels = np.ascontiguousarray(point_labels, dtype=np.uint8).tobytes()
+    table = RunPicture.__table__
+    values = {
+        "regions_step": step,
+        "regions_size": size,
+        "regions": classes.astype(np.uint8).tobytes() + confidence.astype(np.uint8).tobytes(),
+        "regions_extent": json.dumps([float(v) for v in extent]),
+        "points": np.ascontiguousarray(points, dtype=np.float32).tobytes(),
+        "point_labels": np.ascontiguousarray(point_labels, dtype=np.uint8).tobytes(),
+    }
+    done = session.execute(update(table).where(table.c.run_id == run_id).values(**values))
+    if done.rowcount == 0:
+        raise LookupError(f"run {run_id} has no evaluation pictures to add regions to")
 
 
 @dataclass(frozen=True)
@@ -78,7 +83,7 @@ class Pictures:
 
 def get_pictures(session: Session, run_id: int) -> Pictures | None:
     """The run's latest pictures, None before its first evaluation."""
-    row = _row(session, run_id)
+    row = session.get(RunPicture, run_id)
     if row is None:
         return None
     labels = json.loads(row.labels)
