@@ -114,6 +114,15 @@ def _documented_example() -> str:
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize(
+    "arch",
+    [
+        {},
+        {"bn_position": "after", "activation": "tanh"},
+        {"batchnorm": False},
+    ],
+    ids=["bn-before-relu", "bn-after-tanh", "no-bn"],
+)
 def test_weights_npz_predicts_like_the_engine_with_the_documented_code(
     client: TestClient,
     worker: Worker,
@@ -121,8 +130,10 @@ def test_weights_npz_predicts_like_the_engine_with_the_documented_code(
     tiny: dict[str, Any],
     db: Database,
     tmp_path: Path,
+    arch: dict[str, Any],
 ) -> None:
     config = {**tiny, "dataset": "digits", "hidden": [32, 16], "max_steps": 60, "dropout": 0.2}
+    config.update(arch)
     rid = _create(client, config)
     _finished(client, rid, wait)
     steps = [c["step"] for c in client.get(f"/api/runs/{rid}/checkpoints").json()]
@@ -133,7 +144,9 @@ def test_weights_npz_predicts_like_the_engine_with_the_documented_code(
     assert "weights.npz" in response.headers["content-disposition"]
     with np.load(io.BytesIO(response.content), allow_pickle=False) as f:
         names = set(f.files)
-    assert {"layer0.W", "layer0.b", "layer0.bn_gamma", "layer0.bn_var", "layer2.W"} <= names
+    assert {"layer0.W", "layer0.b", "layer2.W", "input.mean", "classes", "config"} <= names
+    bn = {"layer0.bn_gamma", "layer0.bn_beta", "layer0.bn_mean", "layer0.bn_var"}
+    assert bn <= names if config.get("batchnorm", True) else not bn & names
     assert "layer2.bn_gamma" not in names  # the output layer has no BN
     (tmp_path / "weights.npz").write_bytes(response.content)
 
@@ -155,3 +168,27 @@ def test_weights_npz_predicts_like_the_engine_with_the_documented_code(
     exec(compile(code, "docs/api.md", "exec"), namespace)
     np.testing.assert_array_equal(namespace["labels"], np.array(trainer.classes)[logits.argmax(1)])
     np.testing.assert_allclose(namespace["logits"], logits, rtol=1e-4, atol=1e-4)
+
+
+def test_a_csv_with_two_features_gets_regions_and_three_get_409(
+    client: TestClient, worker: Worker, wait: Wait, tiny: dict[str, Any], settings: Any
+) -> None:
+    rng = np.random.default_rng(0)
+    ids = []
+    for width in (2, 3):
+        x = rng.standard_normal((120, width))
+        y = (x[:, 0] > 0).astype(int)
+        path = settings.data_dir / f"plane{width}.csv"
+        rows = zip(x, y, strict=True)
+        lines = [",".join(f"{v:.5f}" for v in row) + f",{label}" for row, label in rows]
+        path.write_text("\n".join(lines) + "\n")
+        config = {**tiny, "dataset": path.name, "max_steps": 40, "batch_size": 16}
+        rid = _create(client, config)
+        assert client.get(f"/api/runs/{rid}/regions").status_code == 404  # not evaluated yet
+        ids.append(rid)
+    for rid in ids:
+        _finished(client, rid, wait)
+    two, three = (client.get(f"/api/runs/{rid}/regions") for rid in ids)
+    assert two.status_code == 200 and two.content[:4] == b"\x89PNG"
+    assert three.status_code == 409 and "2-D" in three.json()["detail"]
+    assert client.get(f"/api/runs/{ids[1]}/confusion").json()["labels"] == [0, 1]
