@@ -192,3 +192,23 @@ def test_a_csv_with_two_features_gets_regions_and_three_get_409(
     assert two.status_code == 200 and two.content[:4] == b"\x89PNG"
     assert three.status_code == 409 and "2-D" in three.json()["detail"]
     assert client.get(f"/api/runs/{ids[1]}/confusion").json()["labels"] == [0, 1]
+
+
+def test_a_database_without_the_pictures_table_gets_it_and_keeps_its_runs(
+    tmp_path: Path, tiny: dict[str, Any]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = Database(url)
+    old.create_all()
+    with old.write() as s:
+        rid = crud.create_run(s, config=tiny, name="made before the pictures").id
+    with old.engine.begin() as conn:  # as today's main left it: no run_pictures table
+        conn.exec_driver_sql("DROP TABLE run_pictures")
+    old.dispose()
+    db = Database(url)
+    db.create_all()
+    with db.read() as s:
+        run = crud.get_run(s, rid)
+        assert run is not None and run.name == "made before the pictures"
+        assert get_pictures(s, rid) is None
+    db.dispose()
