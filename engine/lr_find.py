@@ -13,7 +13,7 @@ engine/schedules.py) and watches the loss:
   the most negative d(smoothed loss) / d(log lr) (over a window of points, see ``suggest_lr``),
   leaving out the first ``SKIP_START`` and last
   ``SKIP_END`` points (the average is still settling at the start, and the end is the explosion),
-  as fastai and Lightning do.
+  as fastai and Lightning do; no suggestion when the smoothed loss never fell by ``MIN_DROP``.
 
 Pure functions of the (lr, loss) sequence, so a worker that restarts rebuilds the same state from
 the stored rows.
@@ -33,6 +33,10 @@ STOP_FACTOR = 4.0
 SKIP_START = 10
 SKIP_END = 5
 WINDOW = 0.05
+MIN_DROP = 0.2
+"""No suggestion unless the smoothed loss falls to at most (1 - MIN_DROP) of its value where the
+suggestion's range begins: on a trained model the curve is flat until it explodes, and the
+"steepest descent" of a flat curve is noise (it pointed at 2e-6 on a finished digits run)."""
 """Half-width of the slope's window, as a fraction of the points (see ``suggest_lr``)."""
 
 
@@ -99,7 +103,8 @@ def suggest_lr(
     skip_end: int = SKIP_END,
 ) -> float | None:
     """The rate at the steepest descent of the smoothed loss against log(lr), or None when the
-    test has too few points (or rates that do not grow) to say.
+    test has too few points (or rates that do not grow) to say, or when the loss never fell by
+    ``MIN_DROP`` (a flat curve has no descent to point at).
 
     The slope at point i is a central difference over ``WINDOW`` of the points on each side
     (``(s[i+k] - s[i-k]) / (log lr[i+k] - log lr[i-k])``). A one-point difference (numpy's
@@ -112,6 +117,9 @@ def suggest_lr(
     k = max(1, round(len(smooth) * WINDOW))
     idx = np.arange(max(skip_start, k), len(smooth) - max(skip_end, k))
     if len(idx) < 1 or not np.all(rates > 0) or not np.all(np.diff(rates) > 0):
+        return None
+    first, lowest = smooth[idx[0]], float(np.min(smooth[idx[0] :]))
+    if not lowest <= (1.0 - MIN_DROP) * first:
         return None
     log_lr = np.log(rates)
     slope = (smooth[idx + k] - smooth[idx - k]) / (log_lr[idx + k] - log_lr[idx - k])

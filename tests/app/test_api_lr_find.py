@@ -26,7 +26,10 @@ def _run(client: TestClient, rid: int) -> dict[str, Any]:
 
 
 def _finished_parent(client: TestClient, wait: Wait, tiny: dict[str, Any], steps: int = 60) -> int:
-    rid = client.post("/api/runs", json={"config": {**tiny, "max_steps": steps}}).json()["id"]
+    """A finished run that has learned next to nothing (blobs at lr 1e-6), so the range test has
+    a descent to find (on a trained model the curve is flat and there is no suggestion)."""
+    config = {**tiny, "dataset": "blobs", "lr": 1e-6, "max_steps": steps}
+    rid = client.post("/api/runs", json={"config": config}).json()["id"]
     wait(lambda: _run(client, rid)["status"] == "finished", what="the parent finishes")
     return rid
 

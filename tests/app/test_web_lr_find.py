@@ -36,7 +36,8 @@ def test_plot_is_log_x_with_the_suggestion_marked() -> None:
 def test_button_starts_a_range_test_and_its_page_shows_the_plot_and_applies_the_rate(
     client: TestClient, worker: object, wait: Wait, tiny: dict[str, Any]
 ) -> None:
-    parent = client.post("/api/runs", json={"config": tiny, "pace": 50}).json()["id"]
+    config = {**tiny, "dataset": "blobs", "lr": 1e-6}  # learns nothing: a descent to find
+    parent = client.post("/api/runs", json={"config": config, "pace": 50}).json()["id"]
     wait(lambda: _run(client, parent)["step"] >= 100, what="a first checkpoint (step 100)")
     page = client.get(f"/runs/{parent}").text
     assert 'id="lr-find-button"' in page and 'id="lr-find"' not in page
@@ -71,10 +72,11 @@ def test_button_starts_a_range_test_and_its_page_shows_the_plot_and_applies_the_
 def test_panel_while_running_polls_and_apply_refusals(
     client: TestClient, worker: object, wait: Wait, tiny: dict[str, Any]
 ) -> None:
-    parent = client.post("/api/runs", json={"config": {**tiny, "max_steps": 40}}).json()["id"]
+    config = {**tiny, "dataset": "blobs", "lr": 1e-6, "max_steps": 40}
+    parent = client.post("/api/runs", json={"config": config}).json()["id"]
     wait(lambda: _run(client, parent)["status"] == "finished", what="the parent finishes")
     assert client.get(f"/runs/{parent}/lr-find/panel").status_code == 404, "not a range test"
-    child = client.post(f"/api/runs/{parent}/lr-find", json={"steps": 50}).json()["id"]
+    child = client.post(f"/api/runs/{parent}/lr-find", json={"steps": 100}).json()["id"]
     client.post(f"/api/runs/{child}/commands", json={"type": "pause"})
     wait(lambda: _run(client, child)["status"] == "paused", what="the range test pauses")
     panel = client.get(f"/runs/{child}/lr-find/panel").text

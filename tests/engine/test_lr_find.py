@@ -106,6 +106,11 @@ def test_no_suggestion_from_too_few_or_flat_points() -> None:
     assert suggest_lr([1e-3, 1e-2], [1.0, 0.5]) is None
     assert suggest_lr(np.logspace(-5, 0, 100), np.ones(100) + np.linspace(0, 1, 100)) is None
     assert suggest_lr([1e-3] * 50, np.linspace(2, 1, 50)) is None  # rates that do not grow
+    # A trained model: flat (noise of +-2%) until it explodes; the noise is no descent.
+    rng = np.random.default_rng(0)
+    flat = 0.25 * (1 + 0.02 * rng.standard_normal(200)) + np.where(np.arange(200) > 170, 1.0, 0)
+    assert suggest_lr(np.logspace(-7, 1, 200), flat) is None
+    assert suggest_lr(np.logspace(-7, 1, 200), flat * np.linspace(1.5, 1, 200)) is not None
 
 
 def _range_test(cfg: dict, seed: int) -> float | None:
