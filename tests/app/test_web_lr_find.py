@@ -93,3 +93,15 @@ def test_panel_while_running_polls_and_apply_refusals(
     refused = client.post(f"/runs/{parent}/lr-find/apply", data={"lr": "0.01"})
     assert refused.status_code == 409, "a run without a parent"
     assert client.post("/runs/999/lr-find").status_code == 404
+
+
+def test_a_range_test_started_as_a_new_run_has_no_parent_to_apply_to(
+    client: TestClient, worker: object, wait: Wait, tiny: dict[str, Any]
+) -> None:
+    config = {**tiny, "dataset": "blobs", "schedule": "range_test", "lr": 1e-6, "max_steps": 150}
+    rid = client.post("/api/runs", json={"config": config}).json()["id"]
+    wait(lambda: _run(client, rid)["status"] == "finished", what="the range test ends")
+    assert _run(client, rid)["suggested_lr"] is not None
+    panel = client.get(f"/runs/{rid}/lr-find/panel").text
+    assert 'id="suggested-lr"' in panel and "run #None" not in panel
+    assert 'id="lr-find-apply"' not in panel
