@@ -9,7 +9,6 @@ that trigger, so the polling stops (a range test lasts seconds).
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -26,11 +25,12 @@ from app import crud
 from app.api.commands import post_command
 from app.api.deps import ReadSession, run_or_404
 from app.api.lr_find import LrFindRequest, start_range_test
-from app.api.schemas import Pause, SetLr
+from app.api.schemas import SetLr
 from app.crud.lr_find import is_range_test, range_rows
 from app.db import Database
 from app.web import present
 from app.web.fragments import install
+from app.web.run_page import pause_if_moving
 from engine.lr_find import smoothed
 
 router = APIRouter(include_in_schema=False)
@@ -154,16 +154,6 @@ def _refusal(what: str, exc: Exception) -> HTMLResponse:
     return _message(f"{what} refused: HTTP 422: {reason}", "error", 422)
 
 
-def _pause_if_moving(db: Database, run_id: int) -> None:
-    """Pause a queued or running run, so a single worker moves over to the range test."""
-    with db.read() as session:
-        run = crud.get_run(session, run_id)
-        moving = run is not None and run.status in ("queued", "running")
-    if moving:
-        with contextlib.suppress(HTTPException):  # it ended meanwhile: nothing to pause
-            post_command(run_id, Pause(type="pause"), db)
-
-
 @router.post("/runs/{run_id}/lr-find", response_class=HTMLResponse, name="lr_find_form")
 async def lr_find_form(request: Request, run_id: int) -> HTMLResponse:
     """The run page's "find a learning rate" button: start a range test with the default range
@@ -173,7 +163,7 @@ async def lr_find_form(request: Request, run_id: int) -> HTMLResponse:
     try:
         child = await to_thread.run_sync(start_range_test, run_id, LrFindRequest(), db, settings)
         if form.get("pause"):
-            await to_thread.run_sync(_pause_if_moving, db, run_id)
+            await to_thread.run_sync(pause_if_moving, db, run_id)
     except (HTTPException, ValidationError, RequestValidationError) as exc:
         return _refusal("range test", exc)
     response = _message(f"range test #{child['id']} started; opening it", "info")

@@ -145,8 +145,8 @@ def _integer(text: str) -> int | str:
         return text
 
 
-def _pause_if_moving(db: Database, run_id: int) -> None:
-    """Pause a queued or running run (so a single worker moves over to its fork)."""
+def pause_if_moving(db: Database, run_id: int) -> None:
+    """Pause a queued or running run, so a single worker moves over to its fork or range test."""
     with db.read() as session:
         run = crud.get_run(session, run_id)
         moving = run is not None and run.status in ("queued", "running")
@@ -171,7 +171,7 @@ async def fork_form(request: Request, run_id: int) -> HTMLResponse:
         fork = ForkRequest.model_validate(body)
         child = await to_thread.run_sync(fork_run, run_id, fork, db, settings)
         if form.get("pause"):
-            await to_thread.run_sync(_pause_if_moving, db, run_id)
+            await to_thread.run_sync(pause_if_moving, db, run_id)
     except (HTTPException, ValidationError, RequestValidationError) as exc:
         status, reason = _reason(exc)
         return _message(f"fork refused: HTTP {status}: {reason}", "error", status)
