@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from app.crud.runs import iso, now
 from app.models import TERMINAL_STATUSES, Event, Run
+from engine.sanity import describe_initial_loss
 
 CommandState = Literal["pending", "applied", "error"]
 
@@ -234,6 +235,8 @@ def _note(ev: Event) -> str:
         return str(ev.error)
     if state == "pending":  # what it waits for needs the run: describe_command says it
         return "waiting to be applied"
+    if ev.type == "initial_loss":
+        return describe_initial_loss(event_payload(ev))
     if ev.source == "worker":
         return f"{ev.type} at step {ev.step}"
     return f"applied at step {ev.step}"

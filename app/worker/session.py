@@ -22,6 +22,7 @@ from app.db import Database
 from app.models import TERMINAL_STATUSES
 from app.series import json_float
 from app.settings import Settings
+from app.worker.checks import record_initial_loss
 from app.worker.control import Control, apply_command, requested_lr
 from app.worker.loading import load_trainer
 from app.worker.lr_find import finish_payload, range_watch
@@ -112,6 +113,7 @@ class RunSession:
                     "worker": self.worker_id,
                 },
             )
+            record_initial_loss(s, self.run_id, self.trainer)  # once, at step 0 (checks.py)
 
     # -- the loop ----------------------------------------------------------------------------
 

@@ -114,7 +114,7 @@ def test_finishes_with_evaluation(
     pairs = zip(metrics["step"], metrics["val_loss"], strict=True)
     assert [s for s, v in pairs if v is not None] == [20, 40, 45]
     types = [e["type"] for e in client.get(f"/api/runs/{rid}/events").json()]
-    assert types == ["started", "finished"]
+    assert types == ["started", "initial_loss", "finished"]  # initial_loss: checks.py
 
 
 def test_set_lr_on_a_cosine_run_is_the_next_steps_rate_and_says_how_it_is_made(

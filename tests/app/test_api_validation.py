@@ -34,7 +34,7 @@ def test_bad_commands_change_nothing_and_training_goes_on(
         response = client.post(f"/api/runs/{rid}/commands", json=body)
         assert response.status_code == 422, (body, response.text)
         assert response.json()["detail"][0]["loc"][-1] == field, body
-    assert client.get(f"/api/runs/{rid}/events").json()[-1]["type"] == "started"
+    assert client.get(f"/api/runs/{rid}/events").json()[-1]["type"] == "initial_loss"
     before = client.get(f"/api/runs/{rid}").json()
     assert before["status"] == "running" and before["lr"] == pytest.approx(0.01)
     wait(lambda: client.get(f"/api/runs/{rid}").json()["step"] > before["step"] + 20)

@@ -111,8 +111,9 @@ def test_sigkill_mid_run_loses_nothing_and_counts_nothing_twice(
     assert [r[0] for r in rows] == list(range(1, CONFIG["max_steps"] + 1))
     reference = _reference_losses(k, 0.003)
     assert [r[3] for r in rows] == reference, "same losses as a run that never crashed"
-    assert [e.type for e in events if e.source == "worker"] == ["started", "started", "finished"]
-    restarted = crud.event_payload(events[2])
+    kinds = [e.type for e in events if e.source == "worker"]
+    assert kinds == ["started", "initial_loss", "started", "finished"], "initial loss once"
+    restarted = crud.event_payload([e for e in events if e.type == "started"][1])
     assert restarted["checkpoint_step"] is not None and restarted["checkpoint_step"] <= killed_at
     assert _applied_step(db, rid, cmd_id) == k
 

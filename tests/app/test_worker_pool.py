@@ -41,4 +41,4 @@ def test_two_workers_share_the_queue(
         for rid in ids:
             assert [r[0] for r in crud.metric_rows(s, rid)] == list(range(1, 401))
             types = [e.type for e in crud.list_events(s, rid)]
-            assert types == ["started", "finished"], (rid, types)
+            assert types == ["started", "initial_loss", "finished"], (rid, types)
