@@ -36,6 +36,9 @@ class RunConfig(BaseModel):
     """Classes of a generated spirals / blobs dataset (moons always has 2)."""
     noise: float = Field(0.1, ge=0.0, le=10.0)
     """Noise of a generated dataset (std of gaussian jitter; cluster std for blobs)."""
+    train_subset: int | None = Field(None, ge=2, le=1_000_000)
+    """Train on only the first this-many rows of the training split (None: all of them); the
+    "overfit a tiny subset" check trains on 20 (engine/data.py, app/api/checks.py)."""
 
     # Architecture
     hidden: list[int] = Field(default_factory=lambda: [128, 128], max_length=32)

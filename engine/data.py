@@ -238,10 +238,16 @@ def prepare(x: Array, y: Array, cfg: RunConfig, *, name: str = "arrays") -> Data
             f"class {rare!r} has 1 sample; each class needs >= 2 for a stratified split"
         )
     x_tr, x_va, y_tr, y_va = _split(x, y_idx, cfg)
-    if x_tr.shape[0] < cfg.batch_size:
-        raise ValueError(f"{x_tr.shape[0]} training rows is fewer than batch_size={cfg.batch_size}")
     mean = x_tr.mean(axis=0)
     std = x_tr.std(axis=0)
+    if cfg.train_subset is not None:  # the first rows of the (shuffled) split, full-split scale
+        if cfg.train_subset > x_tr.shape[0]:
+            raise ValueError(
+                f"train_subset={cfg.train_subset} is more than the {x_tr.shape[0]} training rows"
+            )
+        x_tr, y_tr = x_tr[: cfg.train_subset], y_tr[: cfg.train_subset]
+    if x_tr.shape[0] < cfg.batch_size:
+        raise ValueError(f"{x_tr.shape[0]} training rows is fewer than batch_size={cfg.batch_size}")
     std[std < 1e-12] = 1.0
     dtype = np.dtype(cfg.dtype)
     log.info("dataset %s: %d train, %d val, %d classes", name, len(y_tr), len(y_va), len(classes))

@@ -113,7 +113,7 @@ FROZEN_ON_FORK = frozenset(
     {
         "dataset", "val_fraction", "data_seed", "n_samples", "n_classes", "noise", "hidden",
         "activation", "batchnorm", "bn_position", "init", "dtype", "batch_size",
-        "seed",
+        "seed", "train_subset",
     }
 )  # fmt: skip
 

@@ -58,3 +58,20 @@ def test_tolerance_rule_and_payload() -> None:
     payload = initial_loss_check(float("inf"), 3).payload()
     assert payload["loss"] is None and payload["ok"] is False
     assert np.isclose(payload["expected"], math.log(3))
+
+
+def test_train_subset_has_exactly_that_many_rows_and_keeps_validation_whole() -> None:
+    full = Trainer(RunConfig(dataset="digits"))
+    sub = Trainer(RunConfig(dataset="digits", train_subset=20, batch_size=20))
+    assert sub.data.x_train.shape == (20, full.data.n_features)
+    assert sub.data.y_train.shape == (20,)
+    np.testing.assert_array_equal(sub.data.x_train, full.data.x_train[:20])
+    np.testing.assert_array_equal(sub.data.x_val, full.data.x_val)
+    assert sub.steps_per_epoch == 1
+
+
+def test_train_subset_larger_than_the_split_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="train_subset=5000 is more than"):
+        Trainer(RunConfig(dataset="moons", n_samples=100, train_subset=5000))
+    with pytest.raises(ValueError, match="train_subset"):
+        RunConfig(train_subset=1)
