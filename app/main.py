@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from app.api import checks as checks_api
 from app.api import lr_find as lr_find_api
 from app.api import router as api_router
 from app.api.errors import validation_error_handler
@@ -27,7 +28,7 @@ from app.paths import STATIC_DIR, TEMPLATES_DIR
 from app.security import TokenGuard
 from app.settings import Settings
 from app.stream import StreamHub
-from app.web import compare, lr_find, pages, pictures, run_page, runs_list
+from app.web import checks, compare, lr_find, pages, pictures, run_page, runs_list
 from app.web.fragments import Fragments
 from app.worker.supervisor import Supervisor
 
@@ -79,11 +80,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.include_router(api_router)
     app.include_router(lr_find_api.router)
+    app.include_router(checks_api.router)
     app.include_router(pages.router)
     app.include_router(run_page.router)
     app.include_router(pictures.router)
     app.include_router(runs_list.router)
     app.include_router(compare.router)
     app.include_router(lr_find.router)
+    app.include_router(checks.router)
     app.add_middleware(TokenGuard, token=settings.token, required=settings.needs_token)
     return app

@@ -113,7 +113,8 @@ class RunSession:
                     "worker": self.worker_id,
                 },
             )
-            record_initial_loss(s, self.run_id, self.trainer)  # once, at step 0 (checks.py)
+            fresh = loaded.checkpoint_step is None  # once, at step 0 (app/worker/checks.py)
+            record_initial_loss(s, self.run_id, self.trainer, fresh=fresh)
 
     # -- the loop ----------------------------------------------------------------------------
 
