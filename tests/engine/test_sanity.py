@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from engine import RunConfig, Trainer
-from engine.sanity import initial_loss, initial_loss_check
+from engine.sanity import describe_initial_loss, initial_loss, initial_loss_check
 
 
 @pytest.mark.parametrize("dataset", ["digits", "spirals", "moons", "blobs"])
@@ -75,3 +75,16 @@ def test_train_subset_larger_than_the_split_is_a_clear_error() -> None:
         Trainer(RunConfig(dataset="moons", n_samples=100, train_subset=5000))
     with pytest.raises(ValueError, match="train_subset"):
         RunConfig(train_subset=1)
+
+
+def test_the_note_says_it_in_plain_words() -> None:
+    flagged = initial_loss_check(41.23, 10).payload()
+    assert describe_initial_loss(flagged) == (
+        "initial loss 41.2, expected ln 10 = 2.30: check the initialization"
+    )
+    fine = initial_loss_check(2.5, 10).payload()
+    assert describe_initial_loss(fine) == (
+        "initial loss 2.5, expected ln 10 = 2.30: as expected for a fresh network"
+    )
+    broken = initial_loss_check(float("nan"), 3).payload()
+    assert describe_initial_loss(broken).startswith("initial loss not finite, expected ln 3")
