@@ -76,12 +76,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="pandamode", version=_version(), lifespan=lifespan)
     app.state.settings = settings
     app.state.templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
+    pages.install_filters(app.state.templates.env)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.include_router(api_router)
     app.include_router(lr_find_api.router)
     app.include_router(checks_api.router)
-    app.include_router(pages.router)
     app.include_router(run_page.router)
     app.include_router(pictures.router)
     app.include_router(runs_list.router)

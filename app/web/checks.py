@@ -17,7 +17,6 @@ from app import crud
 from app.api.checks import OverfitRequest, is_overfit_check, overfit_result, start_overfit_check
 from app.api.deps import ReadSession, run_or_404
 from app.web import present
-from app.web.fragments import install
 from app.web.lr_find import _message, _refusal
 from app.web.run_page import pause_if_moving
 
@@ -31,7 +30,6 @@ def overfit_panel(request: Request, run_id: int, session: ReadSession) -> HTMLRe
     if not is_overfit_check(crud.run_config(run)):
         raise HTTPException(404, f"run {run_id} is not an overfit check")
     templates = request.app.state.templates
-    install(templates.env)
     html = templates.env.get_template("_checks.html").render(
         run=crud.serialize_run(run),
         result=overfit_result(session, run),

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from app import crud
 from app.db import Database
 from app.web import present
-from app.web.pages import PACE_CHOICES, install_filters
+from app.web.pages import PACE_CHOICES
 
 EVENT_LOG = 200
 """Newest events listed in the log (the chart markers come from the stream's JSON events)."""
@@ -29,19 +29,6 @@ EVENT_LOG = 200
 FRAGMENT_EVENT = "fragment-{part}"
 """SSE event name of a push, one per part (`status`, `event`): the hub keeps the latest of each
 name for a viewer that joins later, so the two must not overwrite each other."""
-
-
-def install(env: Environment) -> None:
-    """The filters the run templates use (idempotent)."""
-    install_filters(env)
-    for name, fn in {
-        "number": present.number,
-        "command_text": present.command_text,
-        "event_state": present.event_state,
-        "event_note": present.event_note,
-        "event_label": present.event_label,
-    }.items():
-        env.filters.setdefault(name, fn)
 
 
 def enabled_buttons(status: str, has_checkpoint: bool) -> dict[str, bool]:
@@ -99,7 +86,6 @@ def run_context(
 def render_live(env: Environment, context: dict[str, Any], parts: Iterable[str]) -> str:
     """The live elements for ``parts`` (``status``: header, status, buttons, lr field;
     ``event``: event log, fork list, command messages)."""
-    install(env)
     return env.get_template("_run_live.html").render({**context, "parts": set(parts)})
 
 

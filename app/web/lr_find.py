@@ -29,7 +29,6 @@ from app.api.schemas import SetLr
 from app.crud.lr_find import is_range_test, range_rows
 from app.db import Database
 from app.web import present
-from app.web.fragments import install
 from app.web.run_page import pause_if_moving
 from engine.lr_find import smoothed
 
@@ -121,7 +120,6 @@ def panel_context(session: Any, run_id: int) -> dict[str, Any]:
 
 def _templates(request: Request) -> Jinja2Templates:
     templates: Jinja2Templates = request.app.state.templates
-    install(templates.env)
     return templates
 
 

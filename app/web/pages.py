@@ -11,17 +11,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Request
-from fastapi.templating import Jinja2Templates
 from jinja2 import Environment
 
-from app.web import present
-
-router = APIRouter(include_in_schema=False)
-
-ACTIVE_STATUSES = ("queued", "running", "paused")
-"""Statuses in which a run can still change, so its fragments keep polling."""
-
+from app.web import present, run_summary
 
 sig = present.number
 """A metric for people (one formatter for every page: ``0.0046``, ``1.5e-4``, ``NaN``)."""
@@ -52,18 +44,22 @@ def short_time(value: str | None) -> str:
 
 
 def install_filters(env: Environment) -> None:
-    """Register the filters these templates use; idempotent, so any caller may run it."""
-    env.filters.setdefault("sig", sig)
-    env.filters.setdefault("short_time", short_time)
-    env.filters.setdefault("steps", steps)
-
-
-def _templates(request: Request) -> Jinja2Templates:
-    """The app's templates, with our filters: the app factory owns the Jinja2 environment, the
-    pages own the filters their templates need, so they are added here on first use."""
-    templates: Jinja2Templates = request.app.state.templates
-    install_filters(templates.env)
-    return templates
+    """Register every filter the templates use, once, where the app makes its environment
+    (app/main.py): a page or fragment rendered first then finds them all."""
+    env.filters.update(
+        sig=sig,
+        short_time=short_time,
+        steps=steps,
+        number=present.number,
+        command_text=present.command_text,
+        event_state=present.event_state,
+        event_note=present.event_note,
+        event_label=present.event_label,
+        rate=run_summary.rate,
+        layers=run_summary.layers,
+        dataset_name=run_summary.dataset_name,
+        setting=run_summary.setting,
+    )
 
 
 # Steps per second offered by the pace selects (here and in the new-run form of

@@ -108,7 +108,6 @@ def pictures_context(session: Session, run_id: int) -> dict[str, Any]:
 
 def render_pictures(env: Environment, context: dict[str, Any]) -> str:
     """The panel's live part (``#pictures-live``)."""
-    env.filters.setdefault("number", present.number)
     return env.get_template("_run_pictures_live.html").render(pp=context)
 
 

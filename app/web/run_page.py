@@ -29,7 +29,7 @@ from app.api.runs import fork_run
 from app.api.schemas import Command, ForkRequest
 from app.db import Database
 from app.web import present
-from app.web.fragments import install, lr_field_context, run_context
+from app.web.fragments import lr_field_context, run_context
 
 router = APIRouter(include_in_schema=False)
 
@@ -38,7 +38,6 @@ _COMMAND = TypeAdapter(Command)
 
 def _templates(request: Request) -> Jinja2Templates:
     templates: Jinja2Templates = request.app.state.templates
-    install(templates.env)
     return templates
 
 

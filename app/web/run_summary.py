@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, get_args
 
-from jinja2 import Environment
-
 from app.models import RUN_STATUSES
 from app.web import present
 from engine import RunConfig
@@ -87,11 +85,3 @@ def setting(value: Any) -> str:
     if isinstance(value, float):
         return rate(value)
     return str(value)
-
-
-def install_filters(env: Environment) -> None:
-    """Register this module's filters (idempotent)."""
-    env.filters.setdefault("rate", rate)
-    env.filters.setdefault("layers", layers)
-    env.filters.setdefault("dataset_name", dataset_name)
-    env.filters.setdefault("setting", setting)

@@ -22,16 +22,14 @@ from sqlalchemy.orm import Session
 from app import crud
 from app.api.deps import DbDep, ReadSession, SettingsDep
 from app.models import TERMINAL_STATUSES
-from app.web import new_run_form, pages, run_summary
+from app.web import new_run_form, run_summary
 
 router = APIRouter(include_in_schema=False)
 
 
 def templates(request: Request) -> Jinja2Templates:
-    """The app's templates with the filters these pages use (the run page's and ours)."""
+    """The app's templates (every filter is registered where app/main.py makes them)."""
     found: Jinja2Templates = request.app.state.templates
-    pages.install_filters(found.env)
-    run_summary.install_filters(found.env)
     return found
 
 
