@@ -48,7 +48,6 @@ class RunWriter:
         row: dict[str, Any] = {
             "step": rec.step,
             "time": time.time(),
-            "epoch": rec.epoch,
             "lr": rec.lr,
             "train_loss": rec.loss,
             "train_acc": rec.acc,
