@@ -84,18 +84,6 @@ def update_run(session: Session, run_id: int, **values: Any) -> None:
     session.execute(update(runs).where(runs.c.id == run_id).values(**values))
 
 
-def _schedule_default(name: str) -> Any:
-    return RunConfig.model_fields[name].default
-
-
-def _range_of(config: dict[str, Any]) -> tuple[int, float]:
-    """(start, growth) of a ``range_test`` schedule, as ``Schedule.of`` makes them."""
-    if config.get("schedule") != "range_test":
-        return 0, 1.0
-    lr_max = float(config.get("lr_range_max", _schedule_default("lr_range_max")))
-    return int(config.get("lr_range_start", 0)), lr_max / float(config["lr"])
-
-
 def lr_parts(
     lr: float | None, config: dict[str, Any], step: int, total_steps: int | None
 ) -> tuple[float | None, float | None]:
@@ -111,14 +99,9 @@ def lr_parts(
         if step != 0:
             return None, None
         total = 1  # at position 0 every schedule's factor is 1, whatever the length
-    schedule = Schedule(
-        str(config.get("schedule", _schedule_default("schedule"))),
-        int(total),
-        int(config.get("lr_step_size", _schedule_default("lr_step_size"))),
-        float(config.get("lr_gamma", _schedule_default("lr_gamma"))),
-        float(config.get("lr_min_factor", _schedule_default("lr_min_factor"))),
-        *_range_of(config),
-    )
+    # The stored config was validated when the run was made; model_construct only fills in the
+    # defaults of fields added since, so the schedule is built exactly as the worker builds it.
+    schedule = Schedule.of(RunConfig.model_construct(**config), int(total))
     try:
         factor = schedule.factor(step)
     except ValueError:
