@@ -7,6 +7,8 @@ bare sleeps. The worker runs in a thread here for speed; the crash test uses rea
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -147,3 +149,35 @@ def start_worker(settings: Settings, db: Database) -> Iterator[Callable[[str], S
 def worker(start_worker: Callable[[str], StartedWorker]) -> Worker:
     """A worker training in a background thread of the test process."""
     return start_worker("test-worker")[0]
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def crash_settings(settings: Settings) -> Settings:
+    """Short lease so a second worker takes over quickly; checkpoints only every 300 steps."""
+    return settings.model_copy(
+        update={"lease_seconds": 1.0, "checkpoint_every_steps": 300, "checkpoint_every_seconds": 0}
+    )
+
+
+@pytest.fixture
+def spawn(crash_settings: Settings) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
+    """Real worker processes (``python -m app.worker``) on ``crash_settings``, for tests that
+    SIGKILL one mid-run; any still alive are killed at the end."""
+    env = dict(os.environ)
+    env.update(crash_settings.to_env())
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def _spawn() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen([sys.executable, "-m", "app.worker"], env=env, cwd=ROOT)
+        procs.append(proc)
+        return proc
+
+    yield _spawn
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

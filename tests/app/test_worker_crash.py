@@ -4,12 +4,9 @@ including a ``set_lr`` applied before the crash)."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,12 +14,10 @@ from threadpoolctl import threadpool_limits
 
 from app import crud
 from app.db import Database
-from app.settings import Settings
 from engine import RunConfig, Trainer
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
 CONFIG: dict[str, Any] = {
     "dataset": "spirals",
     "n_samples": 400,
@@ -34,38 +29,6 @@ CONFIG: dict[str, Any] = {
     "lr": 0.01,
     "schedule": "cosine",
 }
-
-
-def _env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(settings.to_env())
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
-@pytest.fixture
-def crash_settings(settings: Settings) -> Settings:
-    """Short lease so the second worker takes over quickly; checkpoints only every 300 steps."""
-    return settings.model_copy(
-        update={"lease_seconds": 1.0, "checkpoint_every_steps": 300, "checkpoint_every_seconds": 0}
-    )
-
-
-@pytest.fixture
-def spawn(crash_settings: Settings) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def _spawn() -> subprocess.Popen[bytes]:
-        env = _env(crash_settings)
-        proc = subprocess.Popen([sys.executable, "-m", "app.worker"], env=env, cwd=ROOT)
-        procs.append(proc)
-        return proc
-
-    yield _spawn
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def _reference_losses(set_lr_at: int, lr: float) -> list[float]:

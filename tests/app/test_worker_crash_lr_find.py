@@ -4,12 +4,9 @@ and ends the test at the very step, with the very losses, of a test that never c
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,13 +14,11 @@ from threadpoolctl import threadpool_limits
 
 from app import crud
 from app.db import Database
-from app.settings import Settings
 from engine import RunConfig, Trainer
 from engine.lr_find import LossWatch
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
 CONFIG: dict[str, Any] = {
     "dataset": "spirals",
     "n_samples": 400,
@@ -37,29 +32,6 @@ CONFIG: dict[str, Any] = {
     "schedule": "range_test",
     "lr_range_max": 100.0,
 }
-
-
-@pytest.fixture
-def spawn(settings: Settings) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
-    """Worker processes with a short lease and a checkpoint every 300 steps."""
-    crash = settings.model_copy(
-        update={"lease_seconds": 1.0, "checkpoint_every_steps": 300, "checkpoint_every_seconds": 0}
-    )
-    env = dict(os.environ)
-    env.update(crash.to_env())
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def _spawn() -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen([sys.executable, "-m", "app.worker"], env=env, cwd=ROOT)
-        procs.append(proc)
-        return proc
-
-    yield _spawn
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def _reference() -> tuple[list[float], str]:
