@@ -105,15 +105,25 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
+def get_json(url: str, path: str) -> Any:
+    """GET a JSON API path of the server at ``url``."""
+    with urllib.request.urlopen(url + path, timeout=10) as resp:
+        return json.load(resp)
+
+
+def post_json(url: str, path: str, body: dict[str, Any]) -> Any:
+    """POST JSON to the server at ``url`` (tests set up runs the way a script would)."""
+    request = urllib.request.Request(
+        url + path, json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        return json.load(resp)
+
+
 @pytest.fixture(scope="session")
 def api(server_url: str) -> Callable[[str], Any]:
     """GET a JSON API path: the tests check the server's state, not only the page's."""
-
-    def get_json(path: str) -> Any:
-        with urllib.request.urlopen(server_url + path, timeout=10) as resp:
-            return json.load(resp)
-
-    return get_json
+    return lambda path: get_json(server_url, path)
 
 
 @pytest.fixture(scope="session")

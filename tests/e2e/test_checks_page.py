@@ -4,18 +4,15 @@ initial-loss check, and "overfit 20 examples" opens the check's run, whose page 
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import serve
+from tests.e2e.conftest import get_json, post_json, serve
 
 SHOTS = os.environ.get("PANDAMODE_SHOTS")
 """A directory to save the screenshots in (for looking at them), when set."""
@@ -28,19 +25,6 @@ def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield server_url
 
 
-def _post(url: str, path: str, body: dict[str, Any]) -> Any:
-    request = urllib.request.Request(
-        url + path, json.dumps(body).encode(), {"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=10) as resp:
-        return json.load(resp)
-
-
-def _get(url: str, path: str) -> Any:
-    with urllib.request.urlopen(url + path, timeout=10) as resp:
-        return json.load(resp)
-
-
 def _shot(page: Page, name: str, tmp_path: Path) -> None:
     folder = Path(SHOTS) if SHOTS else tmp_path
     page.screenshot(path=str(folder / name), full_page=True)
@@ -51,7 +35,7 @@ def test_initial_loss_in_the_event_log_and_the_overfit_check_reaches_100(
 ) -> None:
     page = browser_page
     config = {"dataset": "spirals", "hidden": [32, 32], "max_steps": 200_000, "eval_every": 50}
-    run = _post(url, "/api/runs", {"name": "spirals 32-32", "config": config, "pace": 50})
+    run = post_json(url, "/api/runs", {"name": "spirals 32-32", "config": config, "pace": 50})
     page.goto(f"{url}/runs/{run['id']}")
     page.wait_for_function("Number(document.getElementById('step-counter').textContent) >= 5")
     event = page.locator("#event-log li[data-type=initial_loss]")
@@ -64,14 +48,14 @@ def test_initial_loss_in_the_event_log_and_the_overfit_check_reaches_100(
     parent_url = f"{url}/runs/{run['id']}"
     page.wait_for_url(lambda u: re.search(r"/runs/\d+$", u) is not None and u != parent_url)
     child = int(page.url.rsplit("/", 1)[1])
-    assert _get(url, f"/api/runs/{child}")["parent_id"] == run["id"]
+    assert get_json(url, f"/api/runs/{child}")["parent_id"] == run["id"]
 
     verdict = page.locator("#overfit-verdict")
     expect(verdict).to_contain_text(
         "reached 100% training accuracy on 20 examples at step", timeout=60_000
     )
     expect(verdict).to_contain_text("the model can learn")
-    result = _get(url, f"/api/runs/{child}/overfit-check")
+    result = get_json(url, f"/api/runs/{child}/overfit-check")
     assert result["passed"] is True
     expect(verdict).to_contain_text(f"at step {result['reached_at']}")
     expect(page.locator("#overfit-button")).to_have_count(0)

@@ -4,32 +4,21 @@ ordinary set_lr (an event that applies at its next step). Every wait is on obser
 
 from __future__ import annotations
 
-import json
 import re
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 
 from playwright.sync_api import Page, expect
 
+from tests.e2e.conftest import post_json
+
 Api = Callable[[str], Any]
-
-
-def post(server_url: str, path: str, body: dict[str, Any]) -> Any:
-    request = urllib.request.Request(
-        server_url + path,
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=10) as resp:
-        return json.load(resp)
 
 
 def test_find_a_learning_rate_and_apply_it(browser_page: Page, server_url: str, api: Api) -> None:
     page = browser_page
     config = {"max_steps": 200_000, "eval_every": 100, "hidden": [32]}
-    run = post(server_url, "/api/runs", {"name": "needs a rate", "config": config, "pace": 50})
+    run = post_json(server_url, "/api/runs", {"name": "needs a rate", "config": config, "pace": 50})
     page.goto(f"{server_url}/runs/{run['id']}")
     page.wait_for_function("Number(document.getElementById('step-counter').textContent) >= 20")
 
@@ -57,7 +46,7 @@ def test_find_a_learning_rate_and_apply_it(browser_page: Page, server_url: str, 
     assert [e["lr"] for e in set_lr] == [sent]
 
     # The parent was paused for the test: resumed, its next step trains at that rate.
-    post(server_url, f"/api/runs/{run['id']}/commands", {"type": "resume"})
+    post_json(server_url, f"/api/runs/{run['id']}/commands", {"type": "resume"})
     page.goto(f"{server_url}/runs/{run['id']}")
     # The event log (pushed by the stream) says when it applied.
     expect(page.locator("#event-log li[data-type=set_lr].applied")).to_have_count(1, timeout=30_000)
@@ -69,4 +58,4 @@ def test_find_a_learning_rate_and_apply_it(browser_page: Page, server_url: str, 
     )
     rows = api(f"/api/runs/{run['id']}/metrics?after={applied['step']}")
     assert rows["lr"][0] == sent, "the next step trains at the applied rate"
-    post(server_url, f"/api/runs/{run['id']}/commands", {"type": "stop"})
+    post_json(server_url, f"/api/runs/{run['id']}/commands", {"type": "stop"})

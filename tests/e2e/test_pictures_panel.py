@@ -3,17 +3,14 @@ change as it trains, the confusion matrix of a digits run, the weights download 
 
 from __future__ import annotations
 
-import json
 import os
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import serve
+from tests.e2e.conftest import post_json, serve
 
 SHOTS = os.environ.get("PANDAMODE_SHOTS")
 """A directory to save the panel's screenshots in (for looking at them), when set."""
@@ -26,14 +23,6 @@ def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield server_url
 
 
-def _post(url: str, path: str, body: dict[str, Any]) -> Any:
-    request = urllib.request.Request(
-        url + path, json.dumps(body).encode(), {"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=10) as resp:
-        return json.load(resp)
-
-
 def _shot(page: Page, name: str, tmp_path: Path) -> None:
     folder = Path(SHOTS) if SHOTS else tmp_path
     page.screenshot(path=str(folder / name), full_page=True)
@@ -43,7 +32,7 @@ def test_spirals_regions_render_and_change_as_it_trains(
     browser_page: Page, url: str, tmp_path: Path
 ) -> None:
     config = {"dataset": "spirals", "max_steps": 100_000, "eval_every": 25, "lr": 0.003}
-    run = _post(url, "/api/runs", {"name": "e2e spirals", "config": config, "pace": 100})
+    run = post_json(url, "/api/runs", {"name": "e2e spirals", "config": config, "pace": 100})
     page = browser_page
     page.goto(f"{url}/runs/{run['id']}")
     image = page.locator("#regions-image")
@@ -66,12 +55,12 @@ def test_spirals_regions_render_and_change_as_it_trains(
     expect(page.locator("#confusion-matrix tbody tr")).to_have_count(3)
     expect(page.locator("a.weights").first).to_contain_text("latest")
     _shot(page, "pictures-spirals.png", tmp_path)
-    _post(url, f"/api/runs/{run['id']}/commands", {"type": "stop"})
+    post_json(url, f"/api/runs/{run['id']}/commands", {"type": "stop"})
 
 
 def test_digits_confusion_matrix_renders(browser_page: Page, url: str, tmp_path: Path) -> None:
     config = {"dataset": "digits", "max_steps": 150, "eval_every": 50}
-    run = _post(url, "/api/runs", {"name": "e2e digits", "config": config})
+    run = post_json(url, "/api/runs", {"name": "e2e digits", "config": config})
     page = browser_page
     page.goto(f"{url}/runs/{run['id']}")
     table = page.locator("#confusion-matrix")

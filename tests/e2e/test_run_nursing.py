@@ -3,28 +3,16 @@ a finished run trained further through a fork. Every wait is on observable state
 
 from __future__ import annotations
 
-import json
 import re
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.e2e.conftest import post_json
+
 Api = Callable[[str], Any]
-
-
-def post(server_url: str, path: str, body: dict[str, Any]) -> Any:
-    """POST JSON to the API (as a script would), the answer as JSON."""
-    request = urllib.request.Request(
-        server_url + path,
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=10) as resp:
-        return json.load(resp)
 
 
 def counter_at_least(page: Page, value: int) -> None:
@@ -46,7 +34,7 @@ def test_one_honest_learning_rate(browser_page: Page, server_url: str, api: Api)
     pauses, steps and resumes; the checkpoint before the change is offered as such."""
     page = browser_page
     config = {"max_steps": 200_000, "eval_every": 100, "hidden": [32]}
-    run = post(server_url, "/api/runs", {"name": "cosine", "config": config, "pace": 50})
+    run = post_json(server_url, "/api/runs", {"name": "cosine", "config": config, "pace": 50})
     page.goto(f"{server_url}/runs/{run['id']}")
     counter_at_least(page, 20)
     expect(page.locator("#header-lr")).to_contain_text("\u00d7 cosine")
@@ -101,7 +89,7 @@ def test_small_rates_read_as_such(browser_page: Page, server_url: str, api: Api)
     """1.5e-4 is 1.5e-4 in the header, the status, the field and the chart's hover legend."""
     page = browser_page
     config = {"lr": 1.5e-4, "schedule": "constant", "max_steps": 100_000, "hidden": [16]}
-    run = post(server_url, "/api/runs", {"name": "small lr", "config": config, "pace": 50})
+    run = post_json(server_url, "/api/runs", {"name": "small lr", "config": config, "pace": 50})
     page.goto(f"{server_url}/runs/{run['id']}")
     counter_at_least(page, 20)
     expect(page.locator("#header-lr")).to_have_text("1.5e-4 (constant)")
@@ -125,7 +113,7 @@ def test_finished_run_trains_more_steps(browser_page: Page, server_url: str, api
     """A finished run, forked from its last checkpoint with "train 500 more steps", trains them."""
     page = browser_page
     config = {"max_steps": 100, "hidden": [16], "eval_every": 50}
-    run = post(server_url, "/api/runs", {"name": "short", "config": config})
+    run = post_json(server_url, "/api/runs", {"name": "short", "config": config})
     page.goto(f"{server_url}/runs/{run['id']}")
     expect(page.locator("#status-badge")).to_have_text("finished", timeout=30_000)
     expect(page.locator("#fork-step option").first).to_have_attribute("value", "100")

@@ -6,30 +6,20 @@ Runs that only need to exist are made through the JSON API; every wait is on obs
 
 from __future__ import annotations
 
-import json
 import re
 import time
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 
 from playwright.sync_api import Page, expect
+
+from tests.e2e.conftest import post_json
 
 Api = Callable[[str], Any]
 SHORT = {
     "dataset": "spirals", "n_samples": 200, "hidden": [16], "batch_size": 32,
     "max_steps": 120, "eval_every": 20, "schedule": "constant",
 }  # fmt: skip
-
-
-def post(server_url: str, path: str, body: dict[str, Any]) -> Any:
-    """POST JSON to the server's API (the tests set up runs the way a script would)."""
-    request = urllib.request.Request(
-        server_url + path, data=json.dumps(body).encode(), method="POST",
-        headers={"Content-Type": "application/json"},
-    )  # fmt: skip
-    with urllib.request.urlopen(request, timeout=10) as resp:
-        return json.load(resp)
 
 
 def wait_settled(api: Api, run_id: int, timeout: float = 90.0) -> dict[str, Any]:
@@ -73,8 +63,10 @@ def test_new_run_form_shows_errors_then_starts_the_run(
 
 def test_two_runs_compared_on_one_chart(browser_page: Page, server_url: str, api: Api) -> None:
     page = browser_page
-    slow = post(server_url, "/api/runs", {"name": "cmp slow", "config": {**SHORT, "lr": 0.001}})
-    fast = post(server_url, "/api/runs", {"name": "cmp fast", "config": {**SHORT, "lr": 0.05}})
+    slow = post_json(
+        server_url, "/api/runs", {"name": "cmp slow", "config": {**SHORT, "lr": 0.001}}
+    )
+    fast = post_json(server_url, "/api/runs", {"name": "cmp fast", "config": {**SHORT, "lr": 0.05}})
     for run in (slow, fast):
         wait_settled(api, run["id"])
     page.goto(server_url + "/")
@@ -98,7 +90,7 @@ def test_two_runs_compared_on_one_chart(browser_page: Page, server_url: str, api
 def test_a_tick_survives_the_list_refresh(browser_page: Page, server_url: str, api: Api) -> None:
     page = browser_page
     config = {**SHORT, "max_steps": 1_000_000}
-    slow = post(server_url, "/api/runs", {"name": "ticked", "config": config, "pace": 5})
+    slow = post_json(server_url, "/api/runs", {"name": "ticked", "config": config, "pace": 5})
     try:
         page.goto(server_url + "/")
         expect(page.locator("#runs-table")).to_have_attribute("hx-trigger", "every 2s")
@@ -113,7 +105,7 @@ def test_a_tick_survives_the_list_refresh(browser_page: Page, server_url: str, a
         )
         expect(page.locator(f"#pick-{slow['id']}")).to_be_checked()
     finally:
-        post(server_url, f"/api/runs/{slow['id']}/commands", {"type": "stop"})
+        post_json(server_url, f"/api/runs/{slow['id']}/commands", {"type": "stop"})
 
 
 def test_compare_before_any_evaluation_says_so(
@@ -123,7 +115,7 @@ def test_compare_before_any_evaluation_says_so(
     JavaScript error (the fixture fails the test on any)."""
     page = browser_page
     config = {**SHORT, "max_steps": 1_000_000, "eval_every": 100_000}
-    made = [post(server_url, "/api/runs", {"name": f"early {i}", "config": config, "pace": 1})
+    made = [post_json(server_url, "/api/runs", {"name": f"early {i}", "config": config, "pace": 1})
             for i in range(2)]  # fmt: skip
     try:
         page.goto(f"{server_url}/compare?ids={made[0]['id']},{made[1]['id']}")
@@ -131,13 +123,13 @@ def test_compare_before_any_evaluation_says_so(
         expect(page.locator("#chart-val-loss")).to_have_attribute("data-points", "0")
     finally:
         for run in made:
-            post(server_url, f"/api/runs/{run['id']}/commands", {"type": "stop"})
+            post_json(server_url, f"/api/runs/{run['id']}/commands", {"type": "stop"})
 
 
 def test_a_long_name_does_not_widen_the_list(browser_page: Page, server_url: str) -> None:
     page = browser_page
     name = "a run name somebody typed to remember every setting they changed " * 3
-    run = post(
+    run = post_json(
         server_url, "/api/runs", {"name": name.strip(), "config": {**SHORT, "max_steps": 40}}
     )
     page.goto(server_url + "/")
