@@ -6,15 +6,20 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, HTTPException
-from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from app import crud
 from app.api.deps import DbDep, ReadSession, SettingsDep, run_or_404
 from app.api.responses import CheckpointOut, EventOut, RunOut
-from app.api.schemas import FROZEN_ON_FORK, ForkRequest, RunCreate, config_for_storage, invalid
+from app.api.schemas import (
+    FROZEN_ON_FORK,
+    ForkRequest,
+    RunCreate,
+    config_for_storage,
+    invalid,
+    stored_config,
+)
 from app.crud.fork_rates import settle_fork_rate
-from engine import RunConfig
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
 
@@ -84,13 +89,7 @@ def fork_run(run_id: int, body: ForkRequest, db: DbDep, settings: SettingsDep) -
         if body.more_steps is not None:
             overrides["max_steps"] = _max_steps_for(s, run_id, body)
         merged = {**crud.run_config(parent), **overrides}
-        try:
-            cfg = RunConfig(**merged)
-        except ValidationError as exc:
-            raise invalid(
-                ("body", "overrides", *exc.errors()[0]["loc"]), exc.errors()[0]["msg"], merged
-            ) from exc
-        config = config_for_storage(cfg, settings.data_dir, ("body", "overrides"))
+        config = stored_config(merged, settings.data_dir, ("body", "overrides"))
         new_lr = body.overrides.get("lr")
         new_lr = float(new_lr) if new_lr is not None else None
         child = crud.fork_run(s, parent, step=body.step, config=config, name=body.name, lr=new_lr)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from engine import RunConfig
 from engine.data import BUILTIN
@@ -144,3 +144,16 @@ def config_for_storage(
         raise invalid((*loc, "dataset"), "dataset file does not exist", cfg.dataset)
     config["dataset"] = str(path)
     return config
+
+
+def stored_config(
+    merged: dict[str, Any], data_dir: Path, loc: tuple[str | int, ...] = ("body",)
+) -> dict[str, Any]:
+    """A config built from a parent's (a fork, a range test, a check), validated as RunConfig
+    and made ready for storage; a field it fails on is a 422 at ``loc`` + the field."""
+    try:
+        cfg = RunConfig(**merged)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise invalid((*loc, *error["loc"]), error["msg"], merged) from exc
+    return config_for_storage(cfg, data_dir, loc)
