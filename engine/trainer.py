@@ -240,6 +240,26 @@ class Trainer:
         loss, acc = self.model.evaluate(self.data.x_val, self.data.y_val)
         return {"loss": loss, "acc": acc}
 
+    def train_eval_rows(self) -> int:
+        """How many training rows ``evaluate_train`` measures: as many as the validation split
+        has (fewer if the training split, or its ``train_subset``, is smaller)."""
+        return min(self.data.x_train.shape[0], self.data.x_val.shape[0])
+
+    def evaluate_train(self) -> dict[str, float]:
+        """Loss and accuracy of a fixed subset of the training split, in evaluation mode.
+
+        The per-step training loss is measured in training mode (dropout on, BN batch
+        statistics), which puts it above the validation loss of a regularized model: the gap
+        then reads backwards. Measured like ``evaluate()`` instead, the train/val gap is the
+        overfitting gap. The rows are the first ``train_eval_rows()`` of the training split,
+        which data.prepare has already shuffled with ``data_seed``: the same rows at every
+        evaluation, after a restart and in a fork (with ``train_subset``, that subset). It
+        draws nothing from the run's RNG, so it does not change the steps that follow.
+        """
+        n = self.train_eval_rows()
+        loss, acc = self.model.evaluate(self.data.x_train[:n], self.data.y_train[:n])
+        return {"loss": loss, "acc": acc}
+
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue bit for bit; arrays are copies."""
         return trainer_state(self)
