@@ -4,7 +4,7 @@ that fail their hash check are skipped."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import event, update
 
 from app import crud
 from app.db import Database
@@ -69,6 +69,35 @@ def test_corrupt_checkpoint_is_skipped(db: Database) -> None:
         assert crud.latest_checkpoint(s, rid).step == 10
         assert crud.latest_checkpoint(s, rid, at_or_before=9) is None
         assert [c["step"] for c in crud.list_checkpoints(s, rid)] == [10, 20]
+
+
+def test_latest_checkpoint_loads_one_state(db: Database) -> None:
+    """Finding the newest checkpoint reads one blob (two when the newest is damaged), not every
+    candidate's: a big model's 20 checkpoints would be 100 MB inside a fork's transaction."""
+    with db.write() as s:
+        rid = crud.create_run(s, config={}).id
+        for step in (10, 20, 30, 40, 50):
+            crud.save_checkpoint(s, rid, step, f"state {step}".encode())
+    loaded: list[int] = []
+
+    def count(target: Checkpoint, _context: object) -> None:
+        loaded.append(target.step)
+
+    event.listen(Checkpoint, "load", count)
+    try:
+        with db.read() as s:
+            assert crud.latest_checkpoint(s, rid).step == 50
+            assert loaded == [50]
+            assert crud.latest_checkpoint(s, rid, at_or_before=35).step == 30
+            assert loaded == [50, 30]
+        with db.write() as s:
+            s.execute(update(Checkpoint).where(Checkpoint.step == 50).values(state=b"flipped"))
+        loaded.clear()
+        with db.read() as s:
+            assert crud.latest_checkpoint(s, rid).step == 40
+            assert loaded == [50, 40]
+    finally:
+        event.remove(Checkpoint, "load", count)
 
 
 def test_commands_pending_until_applied_once(db: Database) -> None:
