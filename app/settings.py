@@ -10,8 +10,10 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.hosts import AllowedHosts
 
 DB_FILE_NAME = "pandamode.db"
 
@@ -31,6 +33,13 @@ class Settings(BaseSettings):
     db_url: str | None = None
     # Secret for changing requests when bound off loopback; generated at start when empty.
     token: str | None = None
+    # Extra Host names the server answers to, comma-separated (``name``, ``name:port``,
+    # ``*.domain`` or ``*`` for any): loopback names and the bind address are always allowed;
+    # any other Host gets 403, which stops DNS rebinding (see app/hosts.py).
+    allowed_hosts: str = ""
+    # Off loopback, reads need the token too unless this opens them deliberately (/healthz is
+    # always open).
+    open_reads: bool = False
     # Number of worker processes `serve` starts (0: start none, e.g. when workers run elsewhere).
     workers: int = Field(default=1, ge=0, le=64)
     # Seconds between metric flushes; each flush is one transaction.
@@ -75,6 +84,17 @@ class Settings(BaseSettings):
     def needs_token(self) -> bool:
         """True when bound to anything but loopback, where changing requests need the token."""
         return not is_loopback(self.host)
+
+    @property
+    def reads_need_token(self) -> bool:
+        """True off loopback unless ``open_reads``: reads show configs, paths and errors."""
+        return self.needs_token and not self.open_reads
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _check_allowed_hosts(cls, value: str) -> str:
+        AllowedHosts.from_setting("127.0.0.1", value)  # raises ValueError naming the bad entry
+        return value
 
     def to_env(self) -> dict[str, str]:
         """The settings as PANDAMODE_* variables, so a child process rebuilds the same Settings."""
