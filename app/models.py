@@ -57,7 +57,8 @@ class Metric(Base):
     """One row per completed step; (run_id, step) is the key that makes replays idempotent.
 
     SQLite stores NaN as NULL, so a NULL ``train_loss`` means a non-finite loss (it is always set
-    otherwise) and a NULL ``val_loss`` beside a set ``val_acc`` means a non-finite validation loss.
+    otherwise) and a NULL ``val_loss`` beside a set ``val_acc`` means a non-finite validation loss
+    (and the same for ``train_eval_loss`` beside ``train_eval_acc``).
 
     On SQLite the table is WITHOUT ROWID: the rows live in the (run_id, step) b-tree itself
     instead of a rowid table plus a separate key index (a third less space per step). The epoch
@@ -86,6 +87,11 @@ class Metric(Base):
     train_acc: Mapped[float | None] = mapped_column(Float, nullable=True)
     val_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
     val_acc: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # The training split measured like validation (eval mode, a fixed subset as large as the
+    # validation split: engine Trainer.evaluate_train), on evaluation rows only; NULL elsewhere
+    # (and on rows written before the columns existed). Last, so app/migrate.py can add them.
+    train_eval_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+    train_eval_acc: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class MetricRollup(Base):

@@ -11,8 +11,24 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-COLUMNS = ("step", "time", "lr", "train_loss", "train_acc", "val_loss", "val_acc")
-STEP, TIME, LR, TRAIN_LOSS, TRAIN_ACC, VAL_LOSS, VAL_ACC = range(len(COLUMNS))
+COLUMNS = (
+    "step",
+    "time",
+    "lr",
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "train_eval_loss",
+    "train_eval_acc",
+)
+"""``train_*``: the step's mini-batch in training mode (dropout, BN batch statistics);
+``train_eval_*``: a fixed subset of the training split in evaluation mode, measured with the
+validation split (set on the same rows as ``val_*``, null elsewhere): beside ``val_*``, the gap
+that shows overfitting."""
+(STEP, TIME, LR, TRAIN_LOSS, TRAIN_ACC, VAL_LOSS, VAL_ACC, TRAIN_EVAL_LOSS, TRAIN_EVAL_ACC) = range(
+    len(COLUMNS)
+)
 
 Row = tuple[Any, ...]
 
@@ -24,6 +40,8 @@ def restore_nan(row: Sequence[Any]) -> Row:
         out[TRAIN_LOSS] = math.nan
     if out[VAL_LOSS] is None and out[VAL_ACC] is not None:
         out[VAL_LOSS] = math.nan
+    if out[TRAIN_EVAL_LOSS] is None and out[TRAIN_EVAL_ACC] is not None:
+        out[TRAIN_EVAL_LOSS] = math.nan
     return tuple(out)
 
 

@@ -23,6 +23,8 @@ ROW_COLUMNS = (
     Metric.train_acc,
     Metric.val_loss,
     Metric.val_acc,
+    Metric.train_eval_loss,
+    Metric.train_eval_acc,
 )
 
 _MAX_DEPTH = 10_000  # a guard against a corrupt parent cycle, far above any real lineage

@@ -70,7 +70,10 @@ def test_csv_has_every_row(client: TestClient, run_id: int) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/csv")
     table = list(csv.reader(io.StringIO(response.text)))
-    assert table[0] == ["step", "time", "lr", "train_loss", "train_acc", "val_loss", "val_acc"]
+    assert table[0] == [
+        "step", "time", "lr", "train_loss", "train_acc", "val_loss", "val_acc",
+        "train_eval_loss", "train_eval_acc",
+    ]  # fmt: skip
     assert len(table) == 1001
     assert table[100][0] == "100" and table[100][5] != "" and table[99][5] == ""
     assert table[1000][3] == "NaN"
@@ -87,13 +90,18 @@ def test_append_is_idempotent(db: Database, run_id: int) -> None:
 
 def test_non_finite_encoding() -> None:
     cols = to_columns(
-        [(1, 0.0, 0.1, math.inf, 0.5, -math.inf, 0.5), (2, 0.0, 0.1, None, 0.5, None, None)]
+        [
+            (1, 0.0, 0.1, math.inf, 0.5, -math.inf, 0.5, math.inf, 0.5),
+            (2, 0.0, 0.1, None, 0.5, None, None, None, None),
+        ]
     )
     assert cols["train_loss"] == ["Infinity", None]
     assert cols["val_loss"] == ["-Infinity", None]
-    restored = restore_nan((2, 0.0, 0.1, None, 0.5, None, 0.3))
-    assert math.isnan(restored[3]) and math.isnan(restored[5])
-    assert restore_nan((3, 0.0, 0.1, 1.0, 0.5, None, None))[5] is None, "no evaluation stays None"
+    assert cols["train_eval_loss"] == ["Infinity", None]
+    restored = restore_nan((2, 0.0, 0.1, None, 0.5, None, 0.3, None, 0.4))
+    assert math.isnan(restored[3]) and math.isnan(restored[5]) and math.isnan(restored[7])
+    kept = restore_nan((3, 0.0, 0.1, 1.0, 0.5, None, None, None, None))
+    assert kept[5] is None and kept[7] is None, "no evaluation stays None"
 
 
 def test_before_bounds_the_range_and_must_follow_after(client: TestClient, run_id: int) -> None:
