@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import pytest
 from fastapi.testclient import TestClient
+from postgres_cluster import throwaway_postgres
 
 from app.db import Database
 from app.main import create_app
@@ -75,6 +76,8 @@ def fast_settings(data_dir: Path, **overrides: Any) -> Settings:
         "release_paused_after": 0.3,
         "checkpoint_every_steps": 100,
         "shutdown_grace": 1.0,
+        # Starlette's TestClient sends "Host: testserver"; the default allow-list stays strict.
+        "allowed_hosts": "testserver",
     }
     values.update(overrides)
     return Settings(**values)
@@ -98,11 +101,24 @@ def tiny() -> dict[str, Any]:
     return dict(TINY)
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """Fast settings on a temp-file SQLite database, or on ``PANDAMODE_TEST_DB_URL`` (e.g. a
-    scratch PostgreSQL database, emptied before each test) to run the suite against it."""
+@pytest.fixture(scope="session")
+def test_db_url() -> Iterator[str | None]:
+    """The database the app tests run on: None for a temp-file SQLite per test (the default);
+    ``PANDAMODE_TEST_DB_URL`` if given; with ``PANDAMODE_TEST_DB=postgresql``, a throwaway
+    PostgreSQL cluster started here for the session (tests/app/postgres_cluster.py)."""
     url = os.environ.get("PANDAMODE_TEST_DB_URL")
+    if url or os.environ.get("PANDAMODE_TEST_DB") != "postgresql":
+        yield url or None
+        return
+    with throwaway_postgres() as cluster_url:
+        yield cluster_url
+
+
+@pytest.fixture
+def settings(tmp_path: Path, test_db_url: str | None) -> Settings:
+    """Fast settings on a temp-file SQLite database, or on the session's ``test_db_url`` (a
+    scratch PostgreSQL database, emptied before each test) to run the suite against it."""
+    url = test_db_url
     if url:
         scratch = Database(url)
         Base.metadata.drop_all(scratch.engine)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sqlite3
 import threading
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from app import crud
 from app.db import Database
+from app.settings import Settings
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -174,3 +177,15 @@ def test_several_processes_migrating_at_once(tmp_path: Path) -> None:
         assert crud.count_metrics(s, 1) == 3000
         assert s.connection().exec_driver_sql("SELECT count(*) FROM metrics").scalar() == 4200
     db.dispose()
+
+
+def test_the_suite_runs_on_the_database_it_was_asked_for(settings: Settings) -> None:
+    """`make test-postgres` must really exercise PostgreSQL, not fall back to SQLite."""
+    database = Database(settings.database_url)
+    try:
+        wanted = os.environ.get("PANDAMODE_TEST_DB") or "sqlite"
+        assert database.engine.dialect.name == wanted
+        with database.read() as s:
+            assert s.execute(text("SELECT 1")).scalar() == 1
+    finally:
+        database.dispose()
