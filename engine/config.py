@@ -89,6 +89,10 @@ class RunConfig(BaseModel):
     eval_every: int = Field(50, ge=1)
     """Steps between validation evaluations (read by the worker; the engine never evaluates
     on its own)."""
+    health_every: int = Field(10, ge=0)
+    """Steps between per-layer health measurements (engine/health.py; 0 = off). Read by the
+    worker, which passes ``health=True`` to every health_every-th step; 10 keeps the cost under
+    3% of steps/s (bench/diagnostics_cost.py)."""
     seed: int = Field(0, ge=0)
     """Seeds weight init, shuffling and dropout: the same seed reproduces a run bit for bit."""
     dtype: Literal["float32", "float64"] = "float32"

@@ -18,6 +18,7 @@ import numpy as np
 from engine.checkpoint import load_trainer_state, trainer_state
 from engine.config import RunConfig
 from engine.data import Dataset, load_dataset
+from engine.health import LayerHealth, measure, snapshot
 from engine.model import MLP, ModelSpec
 from engine.optim import OPTIMIZERS, Update, init_state
 from engine.schedules import LrAnchor, Schedule
@@ -31,13 +32,18 @@ __all__ = ["StepRecord", "Trainer", "steps_per_epoch", "train_step"]
 
 @dataclass(frozen=True, slots=True)
 class StepRecord:
-    """What one step reports. epoch is fractional: steps completed / steps per epoch."""
+    """What one step reports. epoch is fractional: steps completed / steps per epoch.
+
+    ``health`` holds every layer's statistics (engine/health.py) when the step was asked to
+    measure them (``step(health=True)``), None otherwise.
+    """
 
     step: int
     epoch: float
     lr: float
     loss: float
     acc: float
+    health: tuple[LayerHealth, ...] | None = None
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
@@ -210,12 +216,18 @@ class Trainer:
         np.take(self.data.x_train, idx, axis=0, out=x)
         return x, self.data.y_train[idx]
 
-    def step(self) -> StepRecord:
-        """Train on one mini-batch; returns the batch's loss and accuracy before the update."""
+    def step(self, *, health: bool = False) -> StepRecord:
+        """Train on one mini-batch; returns the batch's loss and accuracy before the update.
+
+        With ``health``, the record also carries each layer's statistics (engine/health.py),
+        read from what the step computed anyway plus a copy of the weight matrices: the step
+        trains exactly as it would without it.
+        """
         if self.finished:
             raise RuntimeError(f"run finished after {self.total_steps} steps")
         lr = self.current_lr()
         x, y = self._next_batch()
+        before = snapshot(self.model) if health else None
         loss, acc = train_step(
             self.model,
             self._update,
@@ -233,6 +245,7 @@ class Trainer:
             lr=lr,
             loss=loss,
             acc=acc,
+            health=measure(self.model, before, x.shape[0]) if before is not None else None,
         )
 
     def evaluate(self) -> dict[str, float]:
