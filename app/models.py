@@ -180,3 +180,30 @@ class RunPicture(Base):
     regions_extent: Mapped[str | None] = mapped_column(Text, nullable=True)
     points: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     point_labels: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+
+
+class LayerHealth(Base):
+    """One layer's health at one measured step (engine/health.py; every ``health_every`` steps).
+
+    (run_id, step, layer) is the key that makes a replay after a crash, or a fork, idempotent
+    (inserted with ON CONFLICT DO NOTHING, in the transaction of the step's metric row). WITHOUT
+    ROWID on SQLite as ``metrics``: the rows live in the key's b-tree, and "after step S" or "the
+    latest step" is one range scan. NULL in ``act_*``, ``dead_frac``, ``bn_shift`` means "does not
+    apply" (no ReLU, no BN); SQLite stores NaN as NULL too, so ``nan_mask`` has bit k set when
+    column k of ``app.crud.health.VALUES`` was NaN (0 almost always), and readers restore it.
+    """
+
+    __tablename__ = "layer_health"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    step: Mapped[int] = mapped_column(Integer, primary_key=True)
+    layer: Mapped[int] = mapped_column(Integer, primary_key=True)
+    grad_norm: Mapped[float | None] = mapped_column(Float, nullable=True)
+    weight_norm: Mapped[float | None] = mapped_column(Float, nullable=True)
+    update_ratio: Mapped[float | None] = mapped_column(Float, nullable=True)
+    act_mean: Mapped[float | None] = mapped_column(Float, nullable=True)
+    act_std: Mapped[float | None] = mapped_column(Float, nullable=True)
+    dead_frac: Mapped[float | None] = mapped_column(Float, nullable=True)
+    bn_shift: Mapped[float | None] = mapped_column(Float, nullable=True)
+    nan_mask: Mapped[int] = mapped_column(Integer, default=0)
