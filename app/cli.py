@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import logging
 import secrets
-import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (default 8000)")
     _add_db_flags(serve)
     serve.add_argument("--workers", type=int, help="worker processes to start (default 1)")
+    serve.add_argument(
+        "--allowed-hosts",
+        help="extra Host names to answer to, comma-separated ('*' for any; loopback names and "
+        "the bind address are always allowed)",
+    )
     train = sub.add_parser("train", help="train one run headless, with a progress bar")
     train.add_argument("config", help="JSON file: a run config, or {name, config}")
     _add_db_flags(train)
@@ -60,6 +64,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         ("data_dir", "data_dir"),
         ("db", "db_url"),
         ("workers", "workers"),
+        ("allowed_hosts", "allowed_hosts"),
     ):
         value = getattr(args, flag, None)
         if value is not None:
@@ -74,14 +79,14 @@ def serve(settings: Settings) -> int:
     """Run the dashboard (one uvicorn process) and its workers until interrupted."""
     import uvicorn
 
+    from app.banner import banner
+    from app.log_redact import uvicorn_log_config
     from app.main import create_app
 
-    if settings.needs_token and not settings.token:
+    generated = settings.needs_token and not settings.token
+    if generated:
         settings = settings.model_copy(update={"token": secrets.token_urlsafe(24)})
-    url = f"http://{_display_host(settings.host)}:{settings.port}/"
-    if settings.needs_token:
-        url += f"?token={settings.token}"
-    print(f"pandamode: serving on {url}", flush=True)
+    print("\n".join(banner(settings, generated_token=generated)), flush=True)
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -89,15 +94,9 @@ def serve(settings: Settings) -> int:
         workers=1,
         timeout_graceful_shutdown=int(max(settings.shutdown_grace, 1)),
         log_level="info",
+        log_config=uvicorn_log_config(),  # the access log keeps ?token= values out
     )
     return 0
-
-
-def _display_host(host: str) -> str:
-    """A host a browser can open: the machine's name for a wildcard bind, IPv6 in brackets."""
-    if host in ("0.0.0.0", "::", ""):
-        return socket.gethostname()
-    return f"[{host}]" if ":" in host else host
 
 
 def worker(settings: Settings, parent_pid: int | None = None) -> int:

@@ -19,11 +19,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from app import api_docs
 from app.api import checks as checks_api
 from app.api import lr_find as lr_find_api
 from app.api import router as api_router
 from app.api.errors import validation_error_handler
 from app.db import Database
+from app.headers import SecurityHeaders
+from app.hosts import AllowedHosts
 from app.paths import STATIC_DIR, TEMPLATES_DIR
 from app.security import TokenGuard
 from app.settings import Settings
@@ -73,12 +76,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await to_thread.run_sync(supervisor.stop, settings.shutdown_grace + 2)
             db.dispose()
 
-    app = FastAPI(title="pandamode", version=_version(), lifespan=lifespan)
+    # /docs is app/api_docs.py (Swagger UI from static/vendor, no CDN); no ReDoc.
+    app = FastAPI(
+        title="pandamode",
+        version=_version(),
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.settings = settings
     app.state.templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
     pages.install_filters(app.state.templates.env)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.include_router(api_docs.router(app.openapi_url or "/openapi.json", app.title))
     app.include_router(api_router)
     app.include_router(lr_find_api.router)
     app.include_router(checks_api.router)
@@ -88,5 +99,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(compare.router)
     app.include_router(lr_find.router)
     app.include_router(checks.router)
-    app.add_middleware(TokenGuard, token=settings.token, required=settings.needs_token)
+    app.add_middleware(
+        TokenGuard,
+        token=settings.token,
+        required=settings.needs_token,
+        reads_required=settings.reads_need_token,
+        hosts=AllowedHosts.from_setting(settings.host, settings.allowed_hosts),
+    )
+    app.add_middleware(SecurityHeaders)  # outermost: refusals carry the headers too
     return app

@@ -185,11 +185,17 @@ def test_replayed_image_passes_its_health_check(replayed_image: dict[str, object
 @pytest.mark.slow
 def test_replayed_image_serves_pages_and_guards_changes(replayed_image: dict[str, object]) -> None:
     base = f"http://127.0.0.1:{replayed_image['port']}"
-    with urllib.request.urlopen(f"{base}/", timeout=10) as page:
+    with pytest.raises(urllib.error.HTTPError) as unread:
+        urllib.request.urlopen(f"{base}/", timeout=10)
+    assert unread.value.code == 401, "bound to 0.0.0.0, reads need the token too"
+    with urllib.request.urlopen(f"{base}/?token=replay-token", timeout=10) as page:
         assert page.status == 200
         assert "pandamode" in page.read().decode().lower()
-    with urllib.request.urlopen(f"{base}/static/vendor/VERSIONS.md", timeout=10) as static:
-        assert static.status == 200
+    static = urllib.request.Request(
+        f"{base}/static/vendor/VERSIONS.md", headers={"X-Pandamode-Token": "replay-token"}
+    )
+    with urllib.request.urlopen(static, timeout=10) as response:
+        assert response.status == 200
     anonymous = urllib.request.Request(
         f"{base}/api/runs",
         data=json.dumps({"config": {"max_steps": 5}}).encode(),
