@@ -87,4 +87,9 @@ class MetricsOut(BaseModel):
     train_acc: list[Number]
     val_loss: list[Number]
     val_acc: list[Number]
+    # The training split in evaluation mode (no dropout, BN running statistics), on a fixed
+    # subset as large as the validation split; set where val_* is, null elsewhere. train_* is
+    # the step's mini-batch in training mode.
+    train_eval_loss: list[Number]
+    train_eval_acc: list[Number]
     exact: bool

@@ -133,6 +133,8 @@ def last_metrics(session: Session, run_id: int) -> dict[str, Any]:
     if last_val is not None:
         val = to_columns([last_val])
         out["val_loss"], out["val_acc"] = val["val_loss"][0], val["val_acc"][0]
+        out["train_eval_loss"] = val["train_eval_loss"][0]
+        out["train_eval_acc"] = val["train_eval_acc"][0]
         out["val_step"] = int(last_val[0])
     return out
 

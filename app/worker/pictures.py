@@ -40,8 +40,11 @@ class PictureTaker:
         self._points: tuple[np.ndarray, np.ndarray] | None = None
 
     def evaluate(self, trainer: Trainer) -> dict[str, float]:
-        """``trainer.evaluate()`` (the same numbers), keeping its pictures for the next write."""
+        """``trainer.evaluate()`` (the same numbers, as ``loss`` and ``acc``) and the training
+        split in evaluation mode (``trainer.evaluate_train()``, as ``train_eval_loss`` and
+        ``train_eval_acc``), keeping the pictures for the next write."""
         ev = evaluate_with_confusion(trainer)
+        train = trainer.evaluate_train()
         self.confusion = (trainer.step_count, list(trainer.classes), ev.confusion.tolist())
         now = time.monotonic()
         due = now - self._regions_at >= self.regions_every or trainer.finished
@@ -52,7 +55,12 @@ class PictureTaker:
                     trainer.data.x_train[:MAX_POINTS],
                     trainer.data.y_train[:MAX_POINTS],
                 )
-        return {"loss": ev.loss, "acc": ev.acc}
+        return {
+            "loss": ev.loss,
+            "acc": ev.acc,
+            "train_eval_loss": train["loss"],
+            "train_eval_acc": train["acc"],
+        }
 
     def write(self, session: Session, run_id: int) -> None:
         """Store what was taken since the last write (in the writer's transaction). A rolled

@@ -53,14 +53,19 @@ class RunWriter:
             "train_acc": rec.acc,
             "val_loss": None,
             "val_acc": None,
+            "train_eval_loss": None,
+            "train_eval_acc": None,
         }
         self.buffer.append(row)
         return row
 
     def add_evaluation(self, row: dict[str, Any], result: dict[str, float]) -> None:
-        """Put an evaluation on its step's row and keep the best finite values."""
+        """Put an evaluation on its step's row and keep the best finite values. The training
+        split's eval-mode figures (``train_eval_loss``/``_acc``) go on the row when measured."""
         loss, acc = result["loss"], result["acc"]
         row["val_loss"], row["val_acc"] = loss, acc
+        row["train_eval_loss"] = result.get("train_eval_loss")
+        row["train_eval_acc"] = result.get("train_eval_acc")
         if math.isfinite(loss) and (self.best_loss is None or loss < self.best_loss):
             self.best_loss = loss
         if math.isfinite(acc) and (self.best_acc is None or acc > self.best_acc):

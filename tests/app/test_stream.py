@@ -22,6 +22,7 @@ from app import crud
 from app.api.stream import parse_last_event_id
 from app.db import Database
 from app.main import create_app
+from app.series import COLUMNS
 from app.settings import Settings
 from app.stream import StreamHub
 
@@ -172,7 +173,7 @@ def test_far_behind_viewer_gets_overview_then_exact_tail_then_live(db: Database)
         overview = await _next(viewer)
         assert overview["event"] == "overview" and overview["id"] == "900"
         cols = _data(overview)
-        assert set(cols) == {"step", "time", "lr", "train_loss", "train_acc", "val_loss", "val_acc"}
+        assert set(cols) == set(COLUMNS)
         assert 2 <= len(cols["step"]) <= 100
         assert cols["step"][0] == 1 and cols["step"][-1] == 900, "first and last rows kept"
         backlog = [await _next(viewer) for _ in range(4)]  # 901..1000 in chunks of 40
