@@ -11,15 +11,14 @@ rate (``lr_rule: "exact"`` in its payload) or, recorded by an older worker, a ba
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from app import crud
 from app.crud.events import LR_RULE
 from app.db import Database
 from app.models import Event
+from app.worker.keepalive import LeaseKeeper
 from engine import RunConfig, Trainer, state_from_bytes
 
 log = logging.getLogger(__name__)
@@ -77,7 +76,7 @@ def load_trainer(
         best_loss, best_acc = run.best_val_loss, run.best_val_acc
         pace = crud.current_pace(s, run_id)
         steps_left = crud.steps_left(s, run_id, committed)
-    with _lease_kept(heartbeat, heartbeat_every):
+    with LeaseKeeper(heartbeat, lambda: True, heartbeat_every).running():
         trainer = Trainer(RunConfig(**config))
     heartbeat()
     with db.read() as s:
@@ -100,32 +99,6 @@ def load_trainer(
     return LoadedRun(
         trainer, status, ckpt_step, replayed, best_loss, best_acc, lr_replay, pace, steps_left
     )
-
-
-@contextmanager
-def _lease_kept(heartbeat: Callable[[], None], every: float) -> Iterator[None]:
-    """Call ``heartbeat`` every ``every`` seconds in a thread while the body runs.
-
-    A heartbeat that fails (e.g. the lease was lost) ends the thread; the caller's own heartbeat
-    right after the body then raises in the main thread.
-    """
-    done = threading.Event()
-
-    def beat() -> None:
-        while not done.wait(every):
-            try:
-                heartbeat()
-            except Exception:
-                log.warning("lease renewal during loading failed", exc_info=True)
-                return
-
-    thread = threading.Thread(target=beat, name="lease-keeper", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        done.set()
-        thread.join()
 
 
 def _replay(

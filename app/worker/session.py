@@ -24,6 +24,7 @@ from app.series import json_float
 from app.settings import Settings
 from app.worker.checks import record_initial_loss
 from app.worker.control import Control, apply_command, requested_lr
+from app.worker.keepalive import LeaseKeeper
 from app.worker.loading import load_trainer
 from app.worker.lr_find import finish_payload, range_watch
 from app.worker.writer import LeaseLost, RunWriter
@@ -67,7 +68,10 @@ class RunSession:
         """
         try:
             self._start()
-            return self._loop()
+            # A step, evaluation or checkpoint longer than the lease must not lose the run.
+            every = self.settings.lease_seconds / 6
+            with LeaseKeeper(self.writer.heartbeat, self.writer.heartbeat_due, every).running():
+                return self._loop()
         except LeaseLost:
             log.warning("worker %s lost the lease on run %s", self.worker_id, self.run_id)
             return "lease-lost"
