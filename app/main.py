@@ -21,6 +21,7 @@ from fastapi.templating import Jinja2Templates
 
 from app import api_docs
 from app.api import checks as checks_api
+from app.api import layer_health as layer_health_api
 from app.api import lr_find as lr_find_api
 from app.api import router as api_router
 from app.api.errors import validation_error_handler
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api_router)
     app.include_router(lr_find_api.router)
     app.include_router(checks_api.router)
+    app.include_router(layer_health_api.router)
     app.include_router(run_page.router)
     app.include_router(pictures.router)
     app.include_router(runs_list.router)

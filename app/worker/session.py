@@ -24,6 +24,7 @@ from app.series import json_float
 from app.settings import Settings
 from app.worker.checks import record_initial_loss
 from app.worker.control import Control, apply_command, requested_lr
+from app.worker.health import health_due
 from app.worker.keepalive import LeaseKeeper
 from app.worker.loading import load_trainer
 from app.worker.lr_find import finish_payload, range_watch
@@ -154,7 +155,7 @@ class RunSession:
         trainer = self._trainer
         for change in self._lr_replay.pop(trainer.step_count, []):
             change.apply(trainer)
-        rec = trainer.step()
+        rec = trainer.step(health=health_due(trainer))  # rec.health: rows the writer stores
         row = self.writer.add(rec)
         if self.on_step is not None:
             self.on_step(rec)

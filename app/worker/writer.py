@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app import crud
+from app.crud import health as crud_health
 from app.db import Database
 from app.settings import Settings
 from app.worker.pictures import PictureTaker
@@ -34,6 +35,7 @@ class RunWriter:
     def __init__(self, db: Database, settings: Settings, worker_id: str, run_id: int) -> None:
         self.db, self.settings, self.worker_id, self.run_id = db, settings, worker_id, run_id
         self.buffer: list[dict[str, Any]] = []
+        self.health: list[dict[str, Any]] = []  # layer_health rows of the buffered steps
         self.pictures = PictureTaker()  # written with the rows of their evaluation
         self.best_loss: float | None = None
         self.best_acc: float | None = None
@@ -57,6 +59,8 @@ class RunWriter:
             "train_eval_acc": None,
         }
         self.buffer.append(row)
+        if rec.health is not None:  # per-layer health, committed with the step's row
+            self.health.extend(crud_health.to_rows(rec.step, rec.health))
         return row
 
     def add_evaluation(self, row: dict[str, Any], result: dict[str, float]) -> None:
@@ -109,8 +113,10 @@ class RunWriter:
         from inside the ``with`` body (a ``pause`` or ``checkpoint`` command being applied).
         """
         rows = list(self.buffer)
+        health = list(self.health)
         with self.db.write() as s:
             crud.append_metrics(s, self.run_id, rows)
+            crud_health.append_health(s, self.run_id, health)
             self.pictures.write(s, self.run_id)
             yield s
             values = {
@@ -131,6 +137,7 @@ class RunWriter:
                 self.write_checkpoint(s, trainer)
         self.checkpoint_requested = self.release_requested = False
         del self.buffer[: len(rows)]
+        del self.health[: len(health)]
         self.last_flush = self.last_heartbeat = time.monotonic()
 
     def write_checkpoint(self, s: Session, trainer: Trainer) -> int:
@@ -155,5 +162,6 @@ class RunWriter:
             if not crud.release_run(s, self.run_id, self.worker_id, status="failed", error=error):
                 raise LeaseLost
             crud.append_metrics(s, self.run_id, self.buffer)
+            crud_health.append_health(s, self.run_id, self.health)
             crud.record_worker_event(s, self.run_id, "failed", step, error=error)
             crud.close_pending_commands(s, self.run_id, step, "failed")
