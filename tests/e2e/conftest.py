@@ -144,11 +144,17 @@ def chromium() -> Iterator[Browser]:
 
 @pytest.fixture
 def browser_page(chromium: Browser) -> Iterator[Page]:
-    """A fresh 1280x900 page; page errors fail the test instead of passing silently."""
+    """A fresh 1280x900 page; page errors and CSP refusals fail the test instead of passing
+    silently."""
     context = chromium.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # Whatever the Content-Security-Policy refuses (app/headers.py) is a bug too.
+    page.on(
+        "console",
+        lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None,
+    )
     page.set_default_timeout(20_000)
     yield page
     context.close()
