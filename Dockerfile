@@ -1,8 +1,9 @@
 # pandamode dashboard: the web app with its training worker, on SQLite in the /data volume.
 #   docker build -t pandamode .
 #   docker run -p 127.0.0.1:8000:8000 -v pandamode-data:/data pandamode
-# Inside the container it binds 0.0.0.0, so every request that changes something needs the token:
-# pass -e PANDAMODE_TOKEN=... or read the generated one from the log (printed once at start).
+# Inside the container it binds 0.0.0.0, so every request but /healthz needs the token: pass
+# -e PANDAMODE_TOKEN=... and open http://127.0.0.1:8000/?token=... once, or open the link with a
+# generated token printed at start (docker logs).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
