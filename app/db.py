@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.migrate import WRITE_OPTION, migrate
@@ -103,3 +104,23 @@ def _install_sqlite_hooks(engine: Engine, *, wal: bool) -> None:
     def _on_begin(conn: Connection) -> None:
         immediate = conn.get_execution_options().get(_WRITE_OPTION, False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+# SQLSTATE classes of errors that say nothing about the work itself: a transaction rolled back
+# (serialization failure, deadlock), the connection, the server's resources or a shutdown.
+_TRANSIENT_SQLSTATE_CLASSES = ("40", "08", "53", "57")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a database error is the database's passing state (SQLite "database is locked" or
+    busy, a PostgreSQL deadlock, serialization failure or lost connection), not the run's fault:
+    such an error is retried, never recorded as the run failing."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if isinstance(sqlstate, str) and sqlstate:
+        return sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
+    message = str(exc.orig).lower()
+    return "locked" in message or "busy" in message

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from app import crud
 from app.crud.events import LR_RULE
-from app.db import Database
+from app.db import Database, is_transient
 from app.models import TERMINAL_STATUSES
 from app.series import json_float
 from app.settings import Settings
@@ -77,6 +77,8 @@ class RunSession:
             log.warning("worker %s lost the lease on run %s", self.worker_id, self.run_id)
             return "lease-lost"
         except Exception as exc:
+            if is_transient(exc):
+                return self._hand_back(exc)
             log.exception("run %s failed", self.run_id)
             self._fail(exc)
             return "failed"
@@ -333,6 +335,18 @@ class RunSession:
                 crud.record_worker_event(
                     s, self.run_id, event[0], self._trainer.step_count, event[1], error=error
                 )
+
+    def _hand_back(self, exc: BaseException) -> str:
+        """A transient database error (locked, deadlock, lost connection) is not the run's
+        fault: hand the run back uncommitted work and all, as a crash would, so it resumes from
+        its committed step (the next claim replays from the last checkpoint, every step once).
+        If even the release fails, the lease runs out and the run comes back the same way."""
+        log.warning("run %s: transient database error, handing it back: %s", self.run_id, exc)
+        try:
+            self.writer.release()
+        except Exception:
+            log.warning("could not release run %s; its lease will run out", self.run_id)
+        return "retry"
 
     def _fail(self, exc: BaseException) -> None:
         error = f"{type(exc).__name__}: {exc}"

@@ -155,6 +155,12 @@ class RunWriter:
         self.checkpoint_step, self.checkpoint_time = trainer.step_count, time.monotonic()
         return ckpt.id
 
+    def release(self) -> None:
+        """Hand the run back as it stands committed (status unchanged, nothing else written),
+        for the next claim to resume; a no-op if another worker holds it already."""
+        with self.db.write() as s:
+            crud.release_run(s, self.run_id, self.worker_id)
+
     def record_failure(self, error: str, step: int) -> None:
         """Status failed with the error text, a ``failed`` event, the rows so far; release. The
         commands still pending are closed: no worker will apply them."""
