@@ -168,6 +168,15 @@ def test_plain_words_name_the_layer_and_the_cure() -> None:
     assert not any(w.startswith("layer 2") for w in words)
     fast = LayerHealth(1, 0.1, 1.0, hi * 5, 0.0, 1.0, None, None)
     assert problems([slow, fast])[-1].endswith("the rate may be too high")
+    annealed = problems([slow, fine], lr_factor=0.02)
+    assert (
+        "layer 1: updates 3e-06 of the weights: expected, the schedule has brought the rate "
+        "down to 2%" in annealed
+    )
+    stuck = LayerHealth(0, 1e-6, 1.0, 1e-3, 0.0, 1.0, None, None)
+    assert problems([stuck, fine]) == [
+        "layer 1: gradient norm 1.0e-06: the layer has stopped learning"
+    ]
 
 
 CONFIGS = [
