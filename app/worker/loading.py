@@ -11,6 +11,7 @@ rate (``lr_rule: "exact"`` in its payload) or, recorded by an older worker, a ba
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -18,12 +19,14 @@ from app import crud
 from app.crud.events import LR_RULE
 from app.db import Database
 from app.models import Event
+from app.series import COLUMNS
 from app.worker.keepalive import LeaseKeeper
 from engine import RunConfig, Trainer, state_from_bytes
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_EVERY_STEPS = 200
+LOSS = COLUMNS.index("train_loss")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,8 @@ class LoadedRun:
     lr_replay: dict[int, list[LrChange]] = field(default_factory=dict)
     pace: float | None = None
     steps_left: int | None = None
+    mismatch: dict[str, float | int | None] | None = None
+    """The first replayed step whose loss differs from the stored one (see ``_replay``)."""
 
 
 def load_trainer(
@@ -93,11 +98,27 @@ def load_trainer(
     for step, change in lrs:
         if step is not None:
             lr_replay.setdefault(step, []).append(change)
-    replayed = _replay(trainer, committed, lr_replay, heartbeat)
+    with db.read() as s:
+        stored = {
+            row[0]: row[LOSS]
+            for row in crud.metric_rows(s, run_id, after=ckpt_step or 0, before=committed + 1)
+        }
+    replayed, mismatch = _replay(trainer, committed, lr_replay, heartbeat, stored)
     if replayed:
         log.info("run %s: replayed %d steps after checkpoint %s", run_id, replayed, ckpt_step)
+    if mismatch is not None:
+        log.error("run %s: replay differs from the stored rows: %s", run_id, mismatch)
     return LoadedRun(
-        trainer, status, ckpt_step, replayed, best_loss, best_acc, lr_replay, pace, steps_left
+        trainer,
+        status,
+        ckpt_step,
+        replayed,
+        best_loss,
+        best_acc,
+        lr_replay,
+        pace,
+        steps_left,
+        mismatch,
     )
 
 
@@ -106,15 +127,25 @@ def _replay(
     committed: int,
     lr_replay: dict[int, list[LrChange]],
     heartbeat: Callable[[], None],
-) -> int:
-    """Step from the checkpoint to the committed step; the rows exist already, so none are kept."""
-    replayed = 0
+    stored: dict[int, float | None],
+) -> tuple[int, dict[str, float | int | None] | None]:
+    """Step from the checkpoint to the committed step; the rows exist already, so none are kept.
+
+    Each replayed loss is compared with the stored one: the engine is deterministic for a fixed
+    BLAS and thread count, so a difference means this worker computes differently from the one
+    that trained the run (another BLAS, another thread count) and its new steps would silently
+    continue another trajectory. The first difference is returned, to be recorded on the run.
+    """
+    replayed, mismatch = 0, None
     while True:
         for change in lr_replay.pop(trainer.step_count, []):
             change.apply(trainer)
         if trainer.step_count >= committed or trainer.finished:
-            return replayed
-        trainer.step()
+            return replayed, mismatch
+        rec = trainer.step()
         replayed += 1
+        want = stored.get(rec.step)
+        if mismatch is None and want is not None and math.isfinite(rec.loss) and rec.loss != want:
+            mismatch = {"step": rec.step, "stored": want, "replayed": rec.loss}
         if replayed % HEARTBEAT_EVERY_STEPS == 0:
             heartbeat()

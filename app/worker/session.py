@@ -120,6 +120,18 @@ class RunSession:
                     "worker": self.worker_id,
                 },
             )
+            if loaded.mismatch is not None:  # this worker computes unlike the run's last one
+                mismatch = loaded.mismatch
+                crud.record_worker_event(
+                    s,
+                    self.run_id,
+                    "replay_mismatch",
+                    int(mismatch["step"] or 0),
+                    {**mismatch, "worker": self.worker_id},
+                    error=f"replayed loss {mismatch['replayed']!r} differs from the stored "
+                    f"{mismatch['stored']!r} at step {mismatch['step']}: this worker computes "
+                    "differently (another BLAS or thread count?)",
+                )
             fresh = loaded.checkpoint_step is None  # once, at step 0 (app/worker/checks.py)
             record_initial_loss(s, self.run_id, self.trainer, fresh=fresh)
 
