@@ -8,11 +8,9 @@ migrates and the others find nothing left to do. No stored metric row is ever dr
 Steps, in order:
 1. ``metrics`` as a WITHOUT ROWID table without the ``epoch`` column (SQLite: copy into the new
    table, in key order; PostgreSQL: drop the column, the rest is unchanged).
-2. Missing columns of ``metrics`` (``train_eval_loss``, ``train_eval_acc``): ALTER TABLE ADD
-   COLUMN, nullable, so no row is rewritten (old rows read NULL: no eval-mode training figure).
-3. Missing tables (``metric_rollups``, ``run_pictures``), then missing indexes
+2. Missing tables (``metric_rollups``, ``run_pictures``, ``train_evals``), then missing indexes
    (``ix_metrics_eval``).
-4. Rollups of every run's stored rows, when ``metric_rollups`` did not exist before.
+3. Rollups of every run's stored rows, when ``metric_rollups`` did not exist before.
 """
 
 from __future__ import annotations
@@ -64,7 +62,6 @@ def _migrate(conn: Connection) -> None:
     had_metrics, had_rollups = "metrics" in tables, "metric_rollups" in tables
     if had_metrics:
         _relayout_metrics(conn)
-        _add_metric_columns(conn)
     Base.metadata.create_all(conn)
     for table in Base.metadata.sorted_tables:  # create_all adds no index to an existing table
         for index in table.indexes:
@@ -92,24 +89,6 @@ def _relayout_metrics(conn: Connection) -> None:
         f"INSERT INTO metrics ({_COLUMNS}) SELECT {_COLUMNS} FROM metrics_old ORDER BY run_id, step"
     )
     conn.exec_driver_sql("DROP TABLE metrics_old")
-
-
-def _add_metric_columns(conn: Connection) -> None:
-    """Columns of ``Metric`` that an older ``metrics`` table lacks, added as nullable.
-
-    Only nullable columns without a default can be added this way; ADD COLUMN leaves every
-    stored row as it is on both databases (SQLite reads the missing trailing values as NULL,
-    also in a WITHOUT ROWID table; PostgreSQL adds a NULL column without rewriting the table).
-    """
-    have = {c["name"] for c in inspect(conn).get_columns("metrics")}
-    for column in Metric.__table__.columns:
-        if column.name in have:
-            continue
-        if not column.nullable or column.server_default is not None:
-            raise RuntimeError(f"metrics.{column.name} cannot be added to an existing table")
-        log.info("migrating metrics: adding the column %s", column.name)
-        kind = column.type.compile(dialect=conn.dialect)
-        conn.exec_driver_sql(f"ALTER TABLE metrics ADD COLUMN {column.name} {kind}")
 
 
 def _backfill_rollups(conn: Connection) -> None:

@@ -57,8 +57,7 @@ class Metric(Base):
     """One row per completed step; (run_id, step) is the key that makes replays idempotent.
 
     SQLite stores NaN as NULL, so a NULL ``train_loss`` means a non-finite loss (it is always set
-    otherwise) and a NULL ``val_loss`` beside a set ``val_acc`` means a non-finite validation loss
-    (and the same for ``train_eval_loss`` beside ``train_eval_acc``).
+    otherwise) and a NULL ``val_loss`` beside a set ``val_acc`` means a non-finite validation loss.
 
     On SQLite the table is WITHOUT ROWID: the rows live in the (run_id, step) b-tree itself
     instead of a rowid table plus a separate key index (a third less space per step). The epoch
@@ -87,11 +86,26 @@ class Metric(Base):
     train_acc: Mapped[float | None] = mapped_column(Float, nullable=True)
     val_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
     val_acc: Mapped[float | None] = mapped_column(Float, nullable=True)
-    # The training split measured like validation (eval mode, a fixed subset as large as the
-    # validation split: engine Trainer.evaluate_train), on evaluation rows only; NULL elsewhere
-    # (and on rows written before the columns existed). Last, so app/migrate.py can add them.
+
+
+class TrainEval(Base):
+    """The training split measured like validation at an evaluation step (evaluation mode, a
+    fixed subset as large as the validation split: engine ``Trainer.evaluate_train``).
+
+    Read as the ``train_eval_*`` columns of that step's metric row (app/crud/lineage.py). A table
+    of its own rather than two columns on ``metrics``: on SQLite two more columns cost every
+    row 2 header bytes even when NULL (+2.4 MB per 1M steps, bench/long_runs.py), while these
+    rows exist only at evaluations (+0.3 MB per 1M steps at one evaluation per 100 steps).
+    A NULL ``train_eval_loss`` is a NaN (SQLite stores NaN as NULL), as for ``val_loss``.
+    """
+
+    __tablename__ = "train_evals"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    step: Mapped[int] = mapped_column(Integer, primary_key=True)
     train_eval_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
-    train_eval_acc: Mapped[float | None] = mapped_column(Float, nullable=True)
+    train_eval_acc: Mapped[float] = mapped_column(Float)
 
 
 class MetricRollup(Base):

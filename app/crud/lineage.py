@@ -7,13 +7,14 @@ writes no metric rows at all, and every read of a run's rows goes through ``segm
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.models import Metric, Run
-from app.series import Row, restore_nan
+from app.models import Metric, Run, TrainEval
+from app.series import STEP, VAL_ACC, Row, restore_nan
 
 ROW_COLUMNS = (
     Metric.step,
@@ -23,10 +24,11 @@ ROW_COLUMNS = (
     Metric.train_acc,
     Metric.val_loss,
     Metric.val_acc,
-    Metric.train_eval_loss,
-    Metric.train_eval_acc,
 )
+"""What ``metrics`` holds of a row: ``app.series.COLUMNS`` up to ``val_acc``; the ``train_eval_*``
+columns come from ``train_evals`` (``with_train_evals``)."""
 
+_NO_EVAL = (None, None)
 _MAX_DEPTH = 10_000  # a guard against a corrupt parent cycle, far above any real lineage
 
 
@@ -91,7 +93,31 @@ def segment_rows(
     stmt = stmt.order_by(Metric.step.desc() if newest_first else Metric.step)
     if limit is not None:
         stmt = stmt.limit(limit)
-    return [restore_nan(r) for r in session.execute(stmt)]
+    return with_train_evals(session, seg.run_id, session.execute(stmt).all())
+
+
+def with_train_evals(
+    session: Session, run_id: int, rows: Sequence[Sequence[Any]], *, sparse: bool = False
+) -> list[Row]:
+    """``metrics`` rows (``ROW_COLUMNS`` tuples) of one run completed with their ``train_evals``
+    values (null where none), as ``app.series.COLUMNS`` tuples, NaN restored.
+
+    Only evaluation rows can have one, so a batch without any costs no query; otherwise one
+    range scan of ``train_evals`` over the batch's evaluation steps, or with ``sparse`` (rows
+    picked across a long run, as an overview's) primary-key lookups of exactly those steps.
+    """
+    evaluated = [int(r[STEP]) for r in rows if r[VAL_ACC] is not None]
+    found: dict[int, tuple[Any, Any]] = {}
+    if evaluated:
+        stmt = select(TrainEval.step, TrainEval.train_eval_loss, TrainEval.train_eval_acc).where(
+            TrainEval.run_id == run_id
+        )
+        if sparse:
+            stmt = stmt.where(TrainEval.step.in_(evaluated))
+        else:
+            stmt = stmt.where(TrainEval.step >= min(evaluated), TrainEval.step <= max(evaluated))
+        found = {int(step): (loss, acc) for step, loss, acc in session.execute(stmt)}
+    return [restore_nan((*r, *found.get(int(r[STEP]), _NO_EVAL))) for r in rows]
 
 
 def _min_end(a: int | None, b: int | None) -> int | None:

@@ -9,23 +9,25 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import Insert, select, update
+from sqlalchemy import Insert, Table, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.crud import rollups
 from app.crud.lineage import Segment, segment_rows, segments
 from app.crud.runs import now
-from app.models import Metric, Run
+from app.models import Metric, Run, TrainEval
 from app.series import COLUMNS, Row, to_columns
 
 _STORED = frozenset(c.name for c in Metric.__table__.columns) - {"run_id"}
+_TRAIN_EVAL = ("train_eval_loss", "train_eval_acc")  # stored in train_evals, at evaluations
 
 
-def _insert_ignoring_duplicates(session: Session) -> Insert:
-    """INSERT ... ON CONFLICT DO NOTHING in the dialect of the session's database."""
+def _insert_ignoring_duplicates(session: Session, table: Table = Metric.__table__) -> Insert:
+    """INSERT ... ON CONFLICT DO NOTHING in the dialect of the session's database.
+
+    On the Core table: a plain executemany, not the ORM's bulk-insert path."""
     dialect = session.get_bind().dialect.name
-    table = Metric.__table__  # Core table: a plain executemany, not the ORM's bulk-insert path
     if dialect == "sqlite":
         return sqlite.insert(table).on_conflict_do_nothing(index_elements=["run_id", "step"])
     if dialect == "postgresql":
@@ -39,8 +41,9 @@ def append_metrics(session: Session, run_id: int, rows: list[dict[str, Any]]) ->
     The run's ``step`` (last committed step) moves forward in the same transaction, which is what
     makes a crash lose nothing: the step counter never runs ahead of the stored rows. Only rows
     not stored yet are folded into the rollups, so a replay after a crash counts nothing twice.
-    Keys that are not stored (``epoch``, derivable from the step) are dropped. Returns the number
-    of rows handed in.
+    Keys that are not stored (``epoch``, derivable from the step) are dropped. A row's
+    ``train_eval_loss``/``train_eval_acc`` (set at evaluations) go to ``train_evals``. Returns
+    the number of rows handed in.
     """
     if not rows:
         return 0
@@ -58,6 +61,13 @@ def append_metrics(session: Session, run_id: int, rows: list[dict[str, Any]]) ->
             [{"run_id": run_id, **{k: v for k, v in r.items() if k in _STORED}} for r in fresh],
         )
         rollups.record(session, run_id, [tuple(r.get(c) for c in COLUMNS) for r in fresh])
+        evals = [
+            {"run_id": run_id, "step": r["step"], **{k: r[k] for k in _TRAIN_EVAL}}
+            for r in fresh
+            if r.get("train_eval_acc") is not None
+        ]
+        if evals:
+            session.execute(_insert_ignoring_duplicates(session, TrainEval.__table__), evals)
     if not ahead.rowcount:
         session.execute(
             update(Run).where(Run.id == run_id, Run.step < last).values(step=last, updated_at=now())

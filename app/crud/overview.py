@@ -17,9 +17,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.crud import rollups
-from app.crud.lineage import ROW_COLUMNS, Segment, segment_rows, segments
+from app.crud.lineage import ROW_COLUMNS, Segment, segment_rows, segments, with_train_evals
 from app.models import Metric
-from app.series import STEP, Row, restore_nan
+from app.series import STEP, Row
 
 # Below this many steps a zoomed range too narrow for the finest rollups is read row by row.
 RAW_LIMIT = 16_384
@@ -161,5 +161,7 @@ def _rows_at(session: Session, segs: list[Segment], steps: list[int]) -> dict[in
         for start in range(0, len(mine), _IN_CHUNK):
             chunk = mine[start : start + _IN_CHUNK]
             stmt = select(*ROW_COLUMNS).where(Metric.run_id == seg.run_id, Metric.step.in_(chunk))
-            out.update((int(r[0]), restore_nan(r)) for r in session.execute(stmt))
+            found = session.execute(stmt).all()
+            rows = with_train_evals(session, seg.run_id, found, sparse=True)
+            out.update((int(r[STEP]), r) for r in rows)
     return out
