@@ -20,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from app import api_docs
+from app.api import alerts as alerts_api
 from app.api import checks as checks_api
 from app.api import layer_health as layer_health_api
 from app.api import lr_find as lr_find_api
@@ -32,7 +33,17 @@ from app.paths import STATIC_DIR, TEMPLATES_DIR
 from app.security import TokenGuard
 from app.settings import Settings
 from app.stream import StreamHub
-from app.web import checks, compare, lr_find, pages, pictures, run_page, runs_list
+from app.web import (
+    alerts,
+    checks,
+    compare,
+    health_panel,
+    lr_find,
+    pages,
+    pictures,
+    run_page,
+    runs_list,
+)
 from app.web.fragments import Fragments
 from app.worker.supervisor import Supervisor
 
@@ -94,13 +105,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api_router)
     app.include_router(lr_find_api.router)
     app.include_router(checks_api.router)
+    app.include_router(alerts_api.router)
     app.include_router(layer_health_api.router)
     app.include_router(run_page.router)
     app.include_router(pictures.router)
+    app.include_router(health_panel.router)
     app.include_router(runs_list.router)
     app.include_router(compare.router)
     app.include_router(lr_find.router)
     app.include_router(checks.router)
+    app.include_router(alerts.router)
     app.add_middleware(
         TokenGuard,
         token=settings.token,
