@@ -35,6 +35,7 @@ from anyio import to_thread
 from sse_starlette import ServerSentEvent
 
 from app import crud
+from app.crud.health import latest_health_step
 from app.db import Database
 from app.models import TERMINAL_STATUSES
 from app.series import Row, to_columns
@@ -51,6 +52,9 @@ _URGENT_KEYS = ("status", "name", "total_steps", "error")
 # status fragment for every viewer): a change within it waits for the next poll after it, and
 # the latest one wins. A new status (paused, finished...) is never held back.
 STATUS_INTERVAL = 1.0
+# New per-layer health rows re-render the health panel (one ``health`` fragment for every
+# viewer) at most this often per run: it summarizes the whole run, so every 2 s is live enough.
+HEALTH_INTERVAL = 2.0
 # A viewer more than this many rows behind gets an overview instead of every row...
 OVERVIEW_AFTER_ROWS = 4000
 # ... followed by the exact last rows, this many.
@@ -118,6 +122,7 @@ class _Read:
     metrics: Message | None = None
     more: bool = False  # the row limit was reached: more rows are waiting
     events: list[dict[str, Any]] = field(default_factory=list)
+    health_step: int | None = None  # the run's newest per-layer health step (app/crud/health)
 
 
 @dataclass(eq=False)
@@ -135,6 +140,8 @@ class _Tail:
     open_events: set[int] = field(default_factory=set)
     last_event_id: int = 0
     fragments: dict[str, Message] = field(default_factory=dict)  # latest, by SSE event name
+    health_step: int | None = None  # newest health step rendered into the ``health`` fragment
+    health_at: float = -math.inf
     terminal_polls: int = 0
     ended: bool = False
 
@@ -172,6 +179,7 @@ class StreamHub:
         overview_after: int = OVERVIEW_AFTER_ROWS,
         exact_tail: int = EXACT_TAIL_ROWS,
         status_interval: float = STATUS_INTERVAL,
+        health_interval: float = HEALTH_INTERVAL,
     ) -> None:
         self.db = db
         self.poll = poll
@@ -180,6 +188,7 @@ class StreamHub:
         self.overview_after = overview_after
         self.exact_tail = min(exact_tail, overview_after)
         self.status_interval = status_interval
+        self.health_interval = health_interval
         self.tails: dict[int, _Tail] = {}
 
     def subscribe(self, run_id: int) -> tuple[_Tail, asyncio.Queue[Message | None]]:
@@ -243,6 +252,7 @@ class StreamHub:
             if run is None:
                 return _Read(None)
             out = _Read(crud.serialize_run(run))
+            out.health_step = latest_health_step(s, run_id)
             if cursor is not None:
                 rows = crud.metric_rows(s, run_id, after=cursor, limit=self.chunk_rows)
                 out.metrics = metrics_message(rows) if rows else None
@@ -262,7 +272,8 @@ class StreamHub:
         self._apply_events(tail, read.events)
         self._set_status(tail, read.run, time.monotonic())
         tail.terminal_polls = int(read.run["status"] in TERMINAL_STATUSES)
-        tail.fragments = {m.kind: m for m in await self._fragments(tail, {"status", "event"})}
+        first = {"status", "event"} | self._health_changed(tail, read, force=True)
+        tail.fragments = {m.kind: m for m in await self._fragments(tail, first)}
         tail.ready.set()
 
     async def _poll(self, tail: _Tail) -> bool:
@@ -283,6 +294,7 @@ class StreamHub:
             messages.extend(events)
             changed.add("event")
         terminal = read.run["status"] in TERMINAL_STATUSES
+        changed |= self._health_changed(tail, read, force=terminal)
         tail.terminal_polls = tail.terminal_polls + 1 if terminal else 0
         # Terminal in the previous read too: one more poll lets whatever a worker writes just
         # after the final status (e.g. an error on a command left pending) reach the viewers.
@@ -304,6 +316,19 @@ class StreamHub:
             tail.fragments.update((m.kind, m) for m in fragments)
             self._fan_out(tail, fragments)
         return read.more
+
+    def _health_changed(self, tail: _Tail, read: _Read, *, force: bool = False) -> set[str]:
+        """``{"health"}`` when the run has health rows newer than the panel last rendered and
+        ``health_interval`` has passed since (``force``: whatever the interval, as when a tail
+        starts or the run has ended); else empty."""
+        step = read.health_step
+        if step is None or step == tail.health_step:
+            return set()
+        now = time.monotonic()
+        if not force and now - tail.health_at < self.health_interval:
+            return set()
+        tail.health_step, tail.health_at = step, now
+        return {"health"}
 
     def _apply_events(self, tail: _Tail, events: list[dict[str, Any]]) -> list[Message]:
         """Record new or changed events in the tail; their messages, once each."""

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from app import crud
 from app.db import Database
 from app.web import present
+from app.web.health_panel import health_fragment
 from app.web.pages import PACE_CHOICES
 
 EVENT_LOG = 200
@@ -101,12 +102,15 @@ class Fragments:
         self.env = env
 
     def __call__(self, run_id: int, changed: set[str]) -> list[tuple[str, str]]:
+        # ``health``: the tail saw new per-layer health rows (app/web/health_panel.py).
+        health = health_fragment(self.db, self.env, run_id) if "health" in changed else []
         parts = {p for p in changed if p in ("status", "event")}
         if not parts:
-            return []
+            return health
         try:
             with self.db.read() as session:
                 context = run_context(session, run_id, parts)
         except HTTPException:  # the run is gone: nothing to show
             return []
-        return [(FRAGMENT_EVENT.format(part=p), render_live(self.env, context, {p})) for p in parts]
+        live = [(FRAGMENT_EVENT.format(part=p), render_live(self.env, context, {p})) for p in parts]
+        return live + health
