@@ -5,9 +5,9 @@
 
 (function () {
   const COLORS = {
-    train: "#2f6fdf", trainRaw: "rgba(47, 111, 223, 0.22)", val: "#d9480f", parent: "#868e96",
+    train: "#2f6fdf", trainRaw: "rgba(47, 111, 223, 0.22)", val: "#d9480f", trainEval: "#0c8599", parent: "#868e96",
     lr: "#6741d9", chance: "#9aa1ad", best: "#1f8a4c", nonfinite: "#c8312e",
-    marker: { set_lr: "#6741d9", set_pace: "#2b6cb0", pause: "#b7791f", resume: "#1f8a4c", stop: "#c8312e" },
+    marker: { set_lr: "#6741d9", set_pace: "#2b6cb0", pause: "#b7791f", resume: "#1f8a4c", stop: "#c8312e", alert: "#e8590c" },
   };
 
   // Three significant digits, exponent form below 1e-3 and from 1e5: "0.0046", "1.5e-4", "1e-8"
@@ -35,7 +35,8 @@
   function eventLabel(ev) {
     const p = { ...ev, ...ev.payload };
     const pace = p.steps_per_second == null ? "full speed" : `pace ${num(p.steps_per_second)}/s`;
-    return { set_lr: `lr ${num(p.lr)}`, step: `step ${p.n}`, set_pace: pace }[ev.type] || ev.type;
+    const alert = `⚠ ${String(p.kind).replace(/_/g, " ")}`; // an alert (app/worker/alerts.py)
+    return { set_lr: `lr ${num(p.lr)}`, step: `step ${p.n}`, set_pace: pace, alert }[ev.type] || ev.type;
   }
 
   // "Ignore outliers" (as TensorBoard): the 1st to 99th percentile of the shown series' points
@@ -45,7 +46,7 @@
     const vals = [];
     for (let s = 1; s < u.series.length; s++) {
       if (!u.series[s].show) continue;
-      for (let i = 0; i < u.data[s].length; i += s === 3 ? 1 : Math.ceil(u.data[s].length / 4000)) {
+      for (let i = 0; i < u.data[s].length; i += s >= 3 ? 1 : Math.ceil(u.data[s].length / 4000)) {
         const v = u.data[s][i];
         if (v != null && (!log || v > 0)) vals.push(v);
       }
@@ -123,7 +124,7 @@
       // the first step (a pace set at creation) stands at the axis's start.
       const rowEnds = [];
       const drawn = [];
-      const events = view.events.filter((ev) => ev.step != null).sort((a, b) => a.step - b.step || a.id - b.id);
+      const events = view.events.filter((ev) => ev.step != null && ev.type !== "alert_handled").sort((a, b) => a.step - b.step || a.id - b.id);
       for (const ev of events) {
         let x = Math.round(X(ev.step));
         if (x < left && steps.length && u.scales.x.min <= xOf(steps[0]) && ev.step < steps[0]) x = left + dpr;
@@ -150,13 +151,21 @@
   function options(kind, view, hooks, width) {
     const log = kind === "lr" || (kind === "loss" && view.lossLog);
     const value = (u, v) => num(v);
+    // Evaluations are sparse: dotted while few, so a single one is visible.
+    const sparse = (i) => ({ spanGaps: true, show: view.showVal, points: { show: (u) => u.data[i].filter((v) => v !== null).length <= 300, size: 5 } });
+    // The per-step training figures are the mini-batch's in training mode: say what that adds.
+    const cfg = (view.run && view.run.config) || {};
+    const extras = [cfg.dropout > 0 && "dropout", cfg.batchnorm && "batch stats"].filter(Boolean);
+    const mode = `training mode${extras.length ? `: ${extras.join(", ")}` : ""}`;
     const series = kind === "lr"
       ? [{ label: "lr", stroke: COLORS.lr, width: 1.5, value, paths: uPlot.paths.stepped({ align: 1 }) }]
       : [
-        { label: `train ${kind} (raw)`, stroke: COLORS.trainRaw, width: 1, value, show: view.showTrain },
-        { label: `train ${kind}`, stroke: COLORS.train, width: 1.5, value, show: view.showTrain },
-        // Validation results are sparse: dotted while few, so a single one is visible.
-        { label: `val ${kind}`, stroke: COLORS.val, width: 2, value, spanGaps: true, show: view.showVal, points: { show: (u) => u.data[3].filter((v) => v !== null).length <= 300, size: 5 } },
+        { label: `train ${kind}, raw`, stroke: COLORS.trainRaw, width: 1, value, show: view.showTrain },
+        { label: `train ${kind} (${mode})`, stroke: COLORS.train, width: 1.5, value, show: view.showTrain },
+        { label: `val ${kind}`, stroke: COLORS.val, width: 2, value, ...sparse(3) },
+        // The training split measured like validation (eval mode, as many rows): the gap to
+        // val is the overfitting gap (issue 8).
+        { label: `train ${kind} (eval mode)`, stroke: COLORS.trainEval, width: 2, dash: [6, 3], value, ...sparse(4) },
       ];
     return {
       width,
@@ -178,7 +187,7 @@
   function columns(view) {
     const d = view.shown().cols;
     const x = view.timeAxis ? d.time : d.step;
-    const kinds = ["loss", "acc"].map((k) => [k, [x, d[`train_${k}`], smooth(d[`train_${k}`], view.weight), d[`val_${k}`]]]);
+    const kinds = ["loss", "acc"].map((k) => [k, [x, d[`train_${k}`], smooth(d[`train_${k}`], view.weight), d[`val_${k}`], d[`train_eval_${k}`]]]);
     return { ...Object.fromEntries(kinds), lr: [x, d.lr] };
   }
 

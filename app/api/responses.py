@@ -48,7 +48,7 @@ class EventOut(BaseModel):
     id: int
     run_id: int
     type: str
-    source: Literal["user", "worker"]
+    source: Literal["user", "worker", "autopilot"]
     step: int | None
     created_at: str
     applied_at: str | None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import delete, func, select
@@ -99,21 +100,29 @@ def copy_checkpoint(session: Session, ckpt: Checkpoint, run_id: int) -> Checkpoi
     return save_checkpoint(session, run_id, ckpt.step, ckpt.state)
 
 
-def prune_checkpoints(session: Session, run_id: int, *, keep_recent: int, keep_every: int) -> int:
+def prune_checkpoints(
+    session: Session,
+    run_id: int,
+    *,
+    keep_recent: int,
+    keep_every: int,
+    keep: Collection[int] = (),
+) -> int:
     """Thin out a run's checkpoints: keep the ``keep_recent`` newest and, of the older ones,
     those at multiples of ``keep_every`` (forks of old steps still find one nearby). A long run
     of a big model would otherwise fill the disk. ``keep_every == 0`` keeps everything.
     Checkpoints written before a learning-rate change are always kept: they are how a change is
-    undone. Returns how many were deleted."""
+    undone. So are the ids in ``keep`` (early stopping's best checkpoint, app/worker/alerts.py).
+    Returns how many were deleted."""
     if keep_every == 0:
         return 0
     newest = select(Checkpoint.id).where(Checkpoint.run_id == run_id)
     newest = newest.order_by(Checkpoint.step.desc(), Checkpoint.id.desc()).limit(keep_recent)
-    keep = list(session.scalars(newest)) + list(lr_change_checkpoints(session, run_id))
+    kept = [*session.scalars(newest), *lr_change_checkpoints(session, run_id), *keep]
     result = session.execute(
         delete(Checkpoint).where(
             Checkpoint.run_id == run_id,
-            Checkpoint.id.not_in(keep),
+            Checkpoint.id.not_in(kept),
             Checkpoint.step % keep_every != 0,
         )
     )

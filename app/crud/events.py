@@ -26,6 +26,10 @@ CommandState = Literal["pending", "applied", "error"]
 # older version has no such key: it set the base rate (b x the schedule's factor from step 0).
 LR_RULE = "lr_rule"
 
+# Sources of commands a worker applies: a person's, and the autopilot's (app/worker/alerts.py:
+# a policy acts only by queuing an ordinary command, which the same path applies).
+COMMAND_SOURCES = ("user", "autopilot")
+
 
 def record_command(
     session: Session, run_id: int, type_: str, payload: dict[str, Any] | None = None
@@ -72,7 +76,7 @@ def pending_commands(session: Session, run_id: int) -> list[Event]:
     """User commands not yet applied, in the order they must be applied (id order)."""
     stmt = (
         select(Event)
-        .where(Event.run_id == run_id, Event.source == "user", Event.step.is_(None))
+        .where(Event.run_id == run_id, Event.source.in_(COMMAND_SOURCES), Event.step.is_(None))
         .order_by(Event.id)
     )
     return list(session.scalars(stmt))
@@ -102,7 +106,7 @@ def close_pending_commands(session: Session, run_id: int, step: int, status: str
     ends the run, so a command can never be left waiting for a worker that will not come."""
     result = session.execute(
         update(Event)
-        .where(Event.run_id == run_id, Event.source == "user", Event.step.is_(None))
+        .where(Event.run_id == run_id, Event.source.in_(COMMAND_SOURCES), Event.step.is_(None))
         .values(step=step, applied_at=now(), error=f"run {status} before it applied")
     )
     return result.rowcount
@@ -121,7 +125,7 @@ def has_stale_commands(session: Session, run: Run) -> bool:
     if run.status not in TERMINAL_STATUSES:
         return False
     stmt = select(Event.id).where(
-        Event.run_id == run.id, Event.source == "user", Event.step.is_(None)
+        Event.run_id == run.id, Event.source.in_(COMMAND_SOURCES), Event.step.is_(None)
     )
     return session.execute(stmt.limit(1)).first() is not None
 
@@ -201,7 +205,7 @@ def steps_left(session: Session, run_id: int, committed: int) -> int | None:
         select(Event)
         .where(
             Event.run_id == run_id,
-            Event.source == "user",
+            Event.source.in_(COMMAND_SOURCES),
             Event.type.in_(("pause", "resume", "step")),
             Event.step.is_not(None),
             Event.error.is_(None),
@@ -237,6 +241,16 @@ def _note(ev: Event) -> str:
         return "waiting to be applied"
     if ev.type == "initial_loss":
         return describe_initial_loss(event_payload(ev))
+    if ev.type == "alert":
+        return str(event_payload(ev).get("message") or f"alert at step {ev.step}")
+    if ev.type == "alert_handled":
+        payload = event_payload(ev)
+        return f"alert #{payload.get('alert_id')} {payload.get('how')} at step {ev.step}"
+    if ev.source == "autopilot":
+        payload = event_payload(ev)
+        return (
+            f"autopilot {payload.get('policy')}: {payload.get('reason')}; applied at step {ev.step}"
+        )
     if ev.source == "worker":
         return f"{ev.type} at step {ev.step}"
     return f"applied at step {ev.step}"

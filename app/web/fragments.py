@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from app import crud
 from app.db import Database
 from app.web import present
+from app.web.alerts import alerts_context
 from app.web.health_panel import health_fragment
 from app.web.pages import PACE_CHOICES
 
@@ -81,12 +82,13 @@ def run_context(
         context["commands"] = context["commands"][-present.COMMAND_MESSAGES :]
         context["checkpoints"] = checkpoints
         context["enabled"]["fork"] = bool(checkpoints)
+        context.update(alerts_context(session, model))  # notices, autopilot (app/web/alerts.py)
     return context
 
 
 def render_live(env: Environment, context: dict[str, Any], parts: Iterable[str]) -> str:
     """The live elements for ``parts`` (``status``: header, status, buttons, lr field;
-    ``event``: event log, fork list, command messages)."""
+    ``event``: event log, fork list, command messages, alerts and autopilot)."""
     return env.get_template("_run_live.html").render({**context, "parts": set(parts)})
 
 

@@ -119,6 +119,8 @@ def command_text(event: dict[str, Any]) -> str:
         return f"set_lr {number(event.get('lr'))}"
     if kind == "step":
         return f"step {event.get('n', '')}".strip()
+    if kind == "autopilot":
+        return f"autopilot {event.get('policy')} {'on' if event.get('on') else 'off'}"
     if kind == "set_pace":
         pace = event.get("steps_per_second")
         return "set_pace full speed" if pace is None else f"set_pace {number(pace)}/s"
@@ -146,7 +148,7 @@ def event_note(event: dict[str, Any]) -> str:
 
 def event_label(event: dict[str, Any]) -> str:
     """One line of the event log."""
-    what = command_text(event) if event.get("source") == "user" else event["type"]
+    what = command_text(event) if event.get("source") in ("user", "autopilot") else event["type"]
     return f"{what} ({event.get('source') or 'user'}, {event_note(event)})"
 
 

@@ -9,8 +9,10 @@ is applied at a step boundary and recorded at ``trainer.step_count`` (docs/archi
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from app.worker.watch import POLICIES as AUTOPILOT_POLICIES
 
 
 class LrSettable(Protocol):
@@ -23,7 +25,8 @@ class LrSettable(Protocol):
 class Control:
     """The run's control state, changed only by commands and by the step budget running out.
 
-    ``pace`` is the most steps a second the loop may train (None: as fast as it goes).
+    ``pace`` is the most steps a second the loop may train (None: as fast as it goes);
+    ``autopilot`` the policies switched on (app/worker/watch.py POLICIES).
     """
 
     paused: bool = False
@@ -31,6 +34,7 @@ class Control:
     stop: bool = False
     checkpoint: bool = False
     pace: float | None = None
+    autopilot: set[str] = field(default_factory=set)
 
     @property
     def should_step(self) -> bool:
@@ -100,6 +104,11 @@ def apply_command(
         control.stop = True
     elif type_ == "checkpoint":
         control.checkpoint = True
+    elif type_ == "autopilot":  # the session's watch follows the set (app/worker/alerts.py)
+        policy, on = payload.get("policy"), payload.get("on")
+        if policy not in AUTOPILOT_POLICIES or not isinstance(on, bool):
+            return f"autopilot rejected: policy {policy!r}, on {on!r}"
+        (control.autopilot.add if on else control.autopilot.discard)(policy)
     else:
         return f"unknown command type {type_!r}"
     return None

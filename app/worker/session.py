@@ -22,6 +22,7 @@ from app.db import Database, is_transient
 from app.models import TERMINAL_STATUSES
 from app.series import json_float
 from app.settings import Settings
+from app.worker.alerts import RunWatch
 from app.worker.checks import record_initial_loss
 from app.worker.control import Control, apply_command, requested_lr
 from app.worker.health import health_due
@@ -60,6 +61,7 @@ class RunSession:
         self._next_step_at = 0.0  # monotonic time the next step is due at under a pace
         self._paused_since: float | None = None
         self.range_test: LossWatch | None = None  # a range test's early stop (app/worker/lr_find)
+        self.watch: RunWatch | None = None  # alerts and autopilot (app/worker/alerts.py)
 
     def run(self) -> str:
         """Train until an outcome; returns it (finished, stopped, diverged, failed, released...).
@@ -95,6 +97,8 @@ class RunSession:
         )
         self.trainer = loaded.trainer
         self.range_test = range_watch(self.db, self.run_id, self.trainer)
+        self.watch = RunWatch.start(self.db, self.run_id, self.trainer, writer)
+        self.control.autopilot = self.watch.policies if self.watch is not None else set()
         writer.best_loss, writer.best_acc = loaded.best_val_loss, loaded.best_val_acc
         self._lr_replay = loaded.lr_replay
         self.control.pace = loaded.pace
@@ -178,9 +182,15 @@ class RunSession:
         if not math.isfinite(rec.loss):
             self._diverge(rec)
             return True
+        evaluation = None
         if rec.step % trainer.cfg.eval_every == 0 or trainer.finished:
             # The same figures as trainer.evaluate(), plus the pictures (app/worker/pictures.py).
-            self.writer.add_evaluation(row, self.writer.pictures.evaluate(trainer))
+            evaluation = self.writer.pictures.evaluate(trainer)
+            self.writer.add_evaluation(row, evaluation)
+        if self.watch is not None and self.watch.observe(rec, evaluation, self.control.autopilot):
+            self._sync()  # alerts and autopilot commands recorded and applied at this very step
+            if self.control.stop:
+                return False
         if self.control.count_step():
             self._settle_after_budget()
         every = self.settings.checkpoint_every_steps
@@ -221,6 +231,8 @@ class RunSession:
         self._last_poll = time.monotonic()
         trainer = self._trainer
         with self._transaction(checkpoint=checkpoint or self.writer.checkpoint_due()) as s:
+            if self.watch is not None:
+                self.watch.write(s, self.writer)  # before the read: its commands apply now
             commands = crud.pending_commands(s, self.run_id)
             for ev in commands:
                 if self.control.stop:

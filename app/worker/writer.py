@@ -37,6 +37,7 @@ class RunWriter:
         self.buffer: list[dict[str, Any]] = []
         self.health: list[dict[str, Any]] = []  # layer_health rows of the buffered steps
         self.pictures = PictureTaker()  # written with the rows of their evaluation
+        self.keep_checkpoints: set[int] = set()  # ids never thinned out (early stopping's best)
         self.best_loss: float | None = None
         self.best_acc: float | None = None
         self.checkpoint_step = -1
@@ -151,6 +152,7 @@ class RunWriter:
             self.run_id,
             keep_recent=self.settings.checkpoint_keep_recent,
             keep_every=self.settings.checkpoint_keep_every_steps,
+            keep=self.keep_checkpoints,
         )
         self.checkpoint_step, self.checkpoint_time = trainer.step_count, time.monotonic()
         return ckpt.id
