@@ -1,6 +1,7 @@
 """What a long run costs: writing it, storing it, opening its overview, zooming, forking it.
 
-Synthetic runs (a decaying noisy loss, an evaluation every 100 steps, a few NaN and loss spikes)
+Synthetic runs (a decaying noisy loss, an evaluation every 100 steps with its validation and
+eval-mode training figures, a few NaN and loss spikes)
 are written through ``crud.append_metrics`` in batches of 100 rows, one write transaction each,
 as the worker's writer does, into a temp SQLite file. Printed, measured in one run:
 
@@ -71,6 +72,8 @@ def synthetic_rows(first: int, last: int, *, total: int, rng: random.Random) -> 
             "train_acc": rng.randrange(65) / 64,
             "val_loss": loss * 1.1 if evaluated else None,
             "val_acc": 0.5 + 0.4 * progress if evaluated else None,
+            "train_eval_loss": loss * 0.9 if evaluated else None,
+            "train_eval_acc": 0.55 + 0.4 * progress if evaluated else None,
         })  # fmt: skip
     return rows
 
