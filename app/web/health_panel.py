@@ -130,9 +130,14 @@ def chart(spec: Spec, rows: Sequence[Sequence[Any]], layers: list[int]) -> Chart
     values = [y for v in per_layer.values() for _, y in v if y is not None]
     lo_band, hi_band = spec.band
     if spec.log:
-        logs = [math.log10(y) for y in values] + [math.log10(lo_band), math.log10(hi_band)]
+        # The data's decades, stretched to a band edge within a decade of them (so the edge a
+        # line nears is visible) but not to a far one (which would flatten the lines).
+        logs = [math.log10(y) for y in values] or [math.log10(lo_band), math.log10(hi_band)]
         y0, y1 = math.floor(min(logs)), math.ceil(max(logs))
         y1 = y1 if y1 > y0 else y0 + 1
+        for edge in (math.log10(lo_band), math.log10(hi_band)):
+            if y0 - 1 <= edge <= y1 + 1:
+                y0, y1 = min(y0, math.floor(edge)), max(y1, math.ceil(edge))
 
         def ty(y: float) -> float:
             return math.log10(y)
