@@ -15,6 +15,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -221,3 +222,70 @@ class LayerHealth(Base):
     dead_frac: Mapped[float | None] = mapped_column(Float, nullable=True)
     bn_shift: Mapped[float | None] = mapped_column(Float, nullable=True)
     nan_mask: Mapped[int] = mapped_column(Integer, default=0)
+
+
+STUDY_STATUSES = ("running", "paused", "stopping", "stopped", "finished")
+
+
+class Study(Base):
+    """A study (caviar mode, docs/studies.md): many ordinary runs with sampled settings.
+
+    ``config`` is the base RunConfig (JSON) every trial starts from, ``space`` the distributions
+    (JSON, app/studies/space.py) its trials' settings are drawn from. The study driver in the
+    server (app/studies/driver.py) alone asks Optuna for trials and tells it their outcomes;
+    Optuna's own state lives in its storage under ``optuna_name`` (a journal file beside a
+    SQLite database, its RDB storage in schema ``optuna`` on PostgreSQL). ``parent_study_id``
+    links a study narrowed around the best trials of another (coarse to fine). ``options`` is
+    JSON for the rest (grid points, pruner settings).
+    """
+
+    __tablename__ = "studies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    mode: Mapped[str] = mapped_column(String(16))
+    config: Mapped[str] = mapped_column(Text)
+    space: Mapped[str] = mapped_column(Text)
+    n_trials: Mapped[int] = mapped_column(Integer)
+    parallel: Mapped[int] = mapped_column(Integer)
+    sampler: Mapped[str] = mapped_column(String(16))
+    pruner: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    seed: Mapped[int] = mapped_column(Integer)
+    options: Mapped[str] = mapped_column(Text, default="{}")
+    optuna_name: Mapped[str] = mapped_column(String(100), unique=True)
+    parent_study_id: Mapped[int | None] = mapped_column(
+        ForeignKey("studies.id", ondelete="SET NULL"), nullable=True
+    )
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class StudyTrial(Base):
+    """One trial of a study: the ordinary run that trains it and what Optuna was told.
+
+    A table of its own rather than columns on ``runs``: most runs are no trial, and the run
+    stays an ordinary run (commands, fork, checkpoints). ``number`` is Optuna's trial number
+    in the study (0, 1, ...; unique per study, so a trial is never created twice), ``params``
+    the RunConfig values it set, ``sampled`` what Optuna drew (``1-momentum`` for a
+    log_one_minus parameter). ``state`` is null until Optuna was told the outcome (then
+    complete, pruned or fail, with ``value``); ``reported_step`` the last evaluation reported
+    to the pruner; ``pruned_reason`` set when the pruner (or a study stop) ended it.
+    """
+
+    __tablename__ = "trials"
+    __table_args__ = (UniqueConstraint("study_id", "number", name="uq_trials_study_number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), unique=True)
+    number: Mapped[int] = mapped_column(Integer)
+    optuna_trial_id: Mapped[int] = mapped_column(Integer)
+    params: Mapped[str] = mapped_column(Text)
+    sampled: Mapped[str] = mapped_column(Text)
+    state: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    told_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    reported_step: Mapped[int] = mapped_column(Integer, default=0)
+    pruned_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
