@@ -12,7 +12,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["RunConfig"]
+__all__ = ["INT64_MAX", "MAX_STEPS", "RunConfig"]
+
+# Integers a run stores (steps, ids) must fit a 64-bit database integer.
+INT64_MAX = 2**63 - 1
+# Steps a run may be asked for (and step counts such as eval_every): 10 billion is ~12 days at
+# 10,000 steps/s, far beyond any run here, and every product of it with a width stays in int64.
+MAX_STEPS = 10**10
+# sklearn's random_state (the data split, generated datasets) takes 0 .. 2**32 - 1 only.
+MAX_DATA_SEED = 2**32 - 1
 
 
 class RunConfig(BaseModel):
@@ -25,10 +33,10 @@ class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     # Data
-    dataset: str = Field("digits", min_length=1)
+    dataset: str = Field("digits", min_length=1, max_length=1024)
     """'digits', 'spirals', 'moons', 'blobs', or a path to a .csv / .npz file."""
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
-    data_seed: int = Field(0, ge=0)
+    data_seed: int = Field(0, ge=0, le=MAX_DATA_SEED)
     """Seeds dataset generation and the stratified split; fixed so runs stay comparable."""
     n_samples: int = Field(1000, ge=4, le=1_000_000)
     """Samples of a generated dataset (spirals, moons, blobs)."""
@@ -68,7 +76,7 @@ class RunConfig(BaseModel):
 
     # Schedule: effective lr = base lr * factor(steps completed)
     schedule: Literal["constant", "step", "exponential", "cosine", "range_test"] = "cosine"
-    lr_step_size: int = Field(1000, ge=1)
+    lr_step_size: int = Field(1000, ge=1, le=MAX_STEPS)
     """Steps per decay period of 'step' (a jump) and 'exponential' (smooth)."""
     lr_gamma: float = Field(0.5, gt=0.0, le=1.0)
     """Factor the lr is multiplied by every lr_step_size steps ('step', 'exponential')."""
@@ -77,25 +85,34 @@ class RunConfig(BaseModel):
     lr_range_max: float = Field(10.0, gt=0.0, le=100.0)
     """'range_test': the rate of the last step; the rate grows exponentially from ``lr`` to it
     (the learning-rate range test, engine/lr_find.py)."""
-    lr_range_start: int = Field(0, ge=0)
+    lr_range_start: int = Field(0, ge=0, le=MAX_STEPS)
     """'range_test': the position the range starts at (a range test on a fork starts at the
     fork step); it ends at the run's last step."""
 
     # Loop
     batch_size: int = Field(64, ge=1, le=1_000_000)
     epochs: int = Field(100, ge=1, le=1_000_000)
-    max_steps: int | None = Field(None, ge=1)
+    max_steps: int | None = Field(None, ge=1, le=MAX_STEPS)
     """When set, the run ends after this many steps, whatever `epochs` says."""
-    eval_every: int = Field(50, ge=1)
+    eval_every: int = Field(50, ge=1, le=MAX_STEPS)
     """Steps between validation evaluations (read by the worker; the engine never evaluates
     on its own)."""
-    health_every: int = Field(10, ge=0)
+    health_every: int = Field(20, ge=0)
     """Steps between per-layer health measurements (engine/health.py; 0 = off). Read by the
-    worker, which passes ``health=True`` to every health_every-th step; 10 keeps the cost under
-    3% of steps/s (bench/diagnostics_cost.py)."""
-    seed: int = Field(0, ge=0)
+    worker, which passes ``health=True`` to every health_every-th step. A measured step costs
+    about 90 us more (3 layers) plus its rows' insert, so 20 keeps the cost near 1% of steps/s
+    on digits and spirals, well under the 3% budget (bench/diagnostics_cost.py)."""
+    seed: int = Field(0, ge=0, le=INT64_MAX)
     """Seeds weight init, shuffling and dropout: the same seed reproduces a run bit for bit."""
     dtype: Literal["float32", "float64"] = "float32"
+
+    @field_validator("dataset")
+    @classmethod
+    def _no_nul(cls, dataset: str) -> str:
+        # A NUL cannot be in a file name: the OS would refuse the path (ValueError, a 500 once).
+        if "\x00" in dataset:
+            raise ValueError("dataset must not contain a NUL character")
+        return dataset
 
     @field_validator("hidden")
     @classmethod
