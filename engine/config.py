@@ -97,7 +97,7 @@ class RunConfig(BaseModel):
     eval_every: int = Field(50, ge=1, le=MAX_STEPS)
     """Steps between validation evaluations (read by the worker; the engine never evaluates
     on its own)."""
-    health_every: int = Field(20, ge=0)
+    health_every: int = Field(20, ge=0, le=MAX_STEPS)
     """Steps between per-layer health measurements (engine/health.py; 0 = off). Read by the
     worker, which passes ``health=True`` to every health_every-th step. A measured step costs
     about 90 us more (3 layers) plus its rows' insert, so 20 keeps the cost near 1% of steps/s
