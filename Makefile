@@ -55,6 +55,7 @@ bench: install-test
 	$(BIN)/python bench/engine_vs_torch.py --threads 1
 	$(BIN)/python bench/dashboard_speed.py
 	$(BIN)/python bench/pictures_cost.py
+	$(BIN)/python bench/diagnostics_cost.py
 	$(BIN)/python bench/long_runs.py
 	$(BIN)/python bench/run_page.py
 	$(BIN)/python bench/viewers.py

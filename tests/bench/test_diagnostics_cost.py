@@ -1,0 +1,43 @@
+"""bench/diagnostics_cost.py runs end to end on tiny runs and prints its figures (this checks
+the script, not the speed: the figures come from running it)."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "bench" / "diagnostics_cost.py"
+
+
+def _bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_diagnostics_cost", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_worker_and_the_engine_loop_train_with_and_without_health() -> None:
+    bench = _bench()
+    config = {"dataset": "spirals", "max_steps": 60, "eval_every": 20, "hidden": [8]}
+    for measure in (bench.worker_steps_per_second, bench.engine_steps_per_second):
+        off, on, cost = bench.compare(measure, config, every=5, repeats=1)
+        assert off > 0 and on > 0 and isinstance(cost, float)
+
+
+def test_the_script_prints_the_slowdown_of_each_dataset() -> None:
+    out = subprocess.run(
+        [sys.executable, str(SCRIPT), "--steps", "40", "--repeats", "1", "--every", "5"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    ).stdout
+    lines = [line for line in out.splitlines() if " off " in line]
+    assert len(lines) == 4, out  # worker and engine, digits and spirals
+    assert all("%" in line and ("ok" in line or "OVER" in line) for line in lines)
