@@ -100,12 +100,15 @@ class RunWatch:
             watch.evaluated(step, _float(row[VAL_LOSS]), _opt(train_eval), lr)
         for _, policy, on in pending:
             watch.switch(policy, on)
-        for row in recent:
-            watch.spike.update(int(row[STEP]), _float(row[TRAIN_LOSS]))
-        for step, layers in health:
-            stats = [_Stats(h.layer, _float(h.grad_norm), _float(h.update_ratio)) for h in layers]
-            watch.grads.update(step, stats)
-            watch.updates.update(step, stats, watch.decayed(step))
+        first_row = int(recent[0][STEP]) if recent else committed + 1
+        samples = {step: [_stats(h) for h in layers] for step, layers in health}
+        for step, stats in sorted(samples.items()):  # older samples: the medians, the edges
+            if step < first_row:
+                watch.divergence.grads.observe(stats)
+                watch.updates.update(step, stats, watch.decayed(step))
+        for row in recent:  # the last steps, as they were fed (what they found was written)
+            step = int(row[STEP])
+            watch.step(step, _float(row[TRAIN_LOSS]), samples.get(step))
         for detector, edge in watch.edges.items():
             if detector in fires:
                 edge.last_fire = max(edge.last_fire or fires[detector], fires[detector])
@@ -184,6 +187,10 @@ class RunWatch:
 
 def _opt(x: Any) -> float | None:
     return None if x is None else float(x)
+
+
+def _stats(h: Any) -> _Stats:
+    return _Stats(h.layer, _float(h.grad_norm), _float(h.update_ratio))
 
 
 class _Stats:

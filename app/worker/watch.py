@@ -10,12 +10,14 @@ crashed has).
 Detectors (thresholds below, documented in docs/alerts.md):
 
 - ``divergence``: the mean training loss of the last ``SPIKE_SHORT`` steps is above
-  ``SPIKE_FACTOR`` x the mean of the ``SPIKE_WINDOW`` steps before them, or a layer's gradient
-  norm is ``GRAD_EXPLODE_FACTOR`` x its recent median. Remedy: divide the rate by 3.
+  ``SPIKE_FACTOR`` x the mean of the ``SPIKE_WINDOW`` steps before them (and ``SPIKE_MIN_RISE``
+  nats above it), or a layer's gradient
+  norm is ``GRAD_EXPLODE_FACTOR`` x its recent median (one alert for either). Remedy: divide the
+  rate by 3.
 - ``plateau``: the smoothed validation loss has not improved by ``PLATEAU_MIN_DELTA`` for
   ``PLATEAU_PATIENCE`` evaluations. When the layers' update ratios are below their healthy band
   at that moment it is reported as ``lr_too_low`` instead (remedy: multiply the rate by 3),
-  otherwise as a true plateau (remedy: divide the rate by 10).
+  otherwise as a true plateau (remedy: divide the rate by 10). Quiet while the run overfits.
 - ``overfitting``: the smoothed train/val gap (validation loss minus the evaluation-mode
   training loss) has grown at each of the last ``OVERFIT_PATIENCE`` evaluations and is above
   ``OVERFIT_MIN_GAP``. Remedy: go back to the best validation step with a third of the rate.
@@ -50,6 +52,9 @@ SPIKE_FACTOR = 2.0
 SPIKE_SHORT = 5
 """Steps averaged for "recent" loss: single mini-batches of a healthy run reach 3.2x the mean of
 the 50 before them (spirals), means of 5 stay below 1.7x (bench: docs/alerts.md)."""
+SPIKE_MIN_RISE = 0.1
+"""Nats the recent mean must also rise by: near zero loss (an overfit model at 0.07) a doubling
+is mini-batch noise, not a divergence (a rate too high adds nats, not hundredths)."""
 SPIKE_WINDOW = 50
 """Steps in the mean the recent loss is compared with (and needed before it is compared)."""
 SPIKE_COOLDOWN = 100
@@ -178,44 +183,33 @@ class Smoothed:
 
 
 class LossSpike:
-    """divergence: the recent training loss above SPIKE_FACTOR x its recent mean."""
+    """The recent training loss against its recent mean (SPIKE_SHORT vs SPIKE_WINDOW steps)."""
 
     def __init__(self) -> None:
         self.losses: deque[float] = deque(maxlen=SPIKE_WINDOW + SPIKE_SHORT)
-        self.edge = Edge(SPIKE_COOLDOWN)
 
-    def condition(self) -> tuple[bool, float, float]:
-        """(spiking, recent mean, mean before it) over the losses held."""
-        if len(self.losses) < SPIKE_WINDOW + SPIKE_SHORT:
-            return False, math.nan, math.nan
-        values = list(self.losses)
-        before = sum(values[:SPIKE_WINDOW]) / SPIKE_WINDOW
-        recent = sum(values[SPIKE_WINDOW:]) / SPIKE_SHORT
-        return recent > SPIKE_FACTOR * before, recent, before
-
-    def update(self, step: int, loss: float) -> Finding | None:
+    def observe(self, loss: float) -> tuple[float, float] | None:
+        """Take a step's loss; (recent mean, mean before) when it is above SPIKE_FACTOR x."""
         if not math.isfinite(loss):  # the run ends as diverged: nothing left to warn about
             return None
         self.losses.append(loss)
-        cond, recent, before = self.condition()
-        if not self.edge(step, cond):
+        if len(self.losses) < SPIKE_WINDOW + SPIKE_SHORT:
             return None
-        message = (
-            f"divergence coming: the training loss of the last {SPIKE_SHORT} steps averages "
-            f"{fmt(recent)}, {fmt(recent / before)}x its mean of {fmt(before)} over the "
-            f"{SPIKE_WINDOW} steps before: the learning rate is probably too high"
-        )
-        return Finding("divergence", "loss_spike", step, message, Remedy("set_lr", 1 / 3))
+        values = list(self.losses)
+        before = sum(values[:SPIKE_WINDOW]) / SPIKE_WINDOW
+        recent = sum(values[SPIKE_WINDOW:]) / SPIKE_SHORT
+        spiking = recent > SPIKE_FACTOR * before and recent - before > SPIKE_MIN_RISE
+        return (recent, before) if spiking else None
 
 
 class GradExplosion:
-    """divergence: a layer's gradient norm far above its recent median."""
+    """Each layer's gradient norm against its median over the last health samples."""
 
     def __init__(self) -> None:
         self.history: dict[int, deque[float]] = {}
-        self.edge = Edge(SPIKE_COOLDOWN)
 
-    def update(self, step: int, layers: Sequence[LayerStats]) -> Finding | None:
+    def observe(self, layers: Sequence[LayerStats]) -> tuple[float, int, float, float] | None:
+        """Take a health sample; (ratio, layer, norm, median) of the worst exploding layer."""
         worst: tuple[float, int, float, float] | None = None
         for h in layers:
             past = self.history.setdefault(h.layer, deque(maxlen=GRAD_HISTORY))
@@ -228,15 +222,38 @@ class GradExplosion:
                         worst = (ratio, h.layer, g, median)
             if math.isfinite(g):
                 past.append(g)
-        if not self.edge(step, worst is not None) or worst is None:
+        return worst
+
+
+class Divergence:
+    """divergence: a loss spike or an exploding gradient norm, one alert for either (they come
+    together: a rate too high shows in both within a few steps)."""
+
+    def __init__(self) -> None:
+        self.spike, self.grads = LossSpike(), GradExplosion()
+        self.edge = Edge(SPIKE_COOLDOWN)
+
+    def update(self, step: int, loss: float, health: Sequence[LayerStats] | None) -> Finding | None:
+        spike = self.spike.observe(loss)
+        grads = self.grads.observe(health) if health else None
+        if not self.edge(step, spike is not None or grads is not None):
             return None
-        ratio, layer, g, median = worst
-        message = (
-            f"divergence coming: layer {layer}'s gradient norm is {fmt(g)}, {fmt(ratio)}x its "
-            f"recent median of {fmt(median)}: the gradients are exploding, the rate is probably "
-            "too high"
-        )
-        return Finding("divergence", "grad_explosion", step, message, Remedy("set_lr", 1 / 3))
+        if spike is not None:
+            recent, before = spike
+            message = (
+                f"divergence coming: the training loss of the last {SPIKE_SHORT} steps averages "
+                f"{fmt(recent)}, {fmt(recent / before)}x its mean of {fmt(before)} over the "
+                f"{SPIKE_WINDOW} steps before: the learning rate is probably too high"
+            )
+        else:
+            assert grads is not None
+            ratio, layer, g, median = grads
+            message = (
+                f"divergence coming: layer {layer}'s gradient norm is {fmt(g)}, {fmt(ratio)}x "
+                f"its recent median of {fmt(median)}: the gradients are exploding, the rate is "
+                "probably too high"
+            )
+        return Finding("divergence", "divergence", step, message, Remedy("set_lr", 1 / 3))
 
 
 class UpdateRatio:
@@ -429,7 +446,7 @@ class Watch:
 
     def __init__(self, decayed: Callable[[int], bool] = lambda _s: False) -> None:
         self.decayed = decayed
-        self.spike, self.grads, self.updates = LossSpike(), GradExplosion(), UpdateRatio()
+        self.divergence, self.updates = Divergence(), UpdateRatio()
         self.plateau, self.overfit = Plateau(), Overfitting()
         self.policies: dict[str, Any] = {}
 
@@ -438,8 +455,7 @@ class Watch:
         """Each detector's trigger by detector name (alerts record it; a rebuild sets
         ``last_fire`` from them)."""
         return {
-            "loss_spike": self.spike.edge,
-            "grad_explosion": self.grads.edge,
+            "divergence": self.divergence.edge,
             "update_high": self.updates.high,
             "update_low": self.updates.low,
             "plateau": self.plateau.edge,
@@ -462,10 +478,8 @@ class Watch:
     def step(self, step: int, loss: float, health: Sequence[LayerStats] | None = None) -> Outcome:
         """After a training step (``health``: its per-layer statistics, when measured)."""
         out = Outcome()
-        spike = self.spike.update(step, loss)
+        spike = self.divergence.update(step, loss, health)
         if health:
-            grads = self.grads.update(step, health)
-            spike = spike or grads
             ratio = self.updates.update(step, health, self.decayed(step))
             if ratio is not None:
                 out.findings.append(ratio)
@@ -481,11 +495,15 @@ class Watch:
     ) -> Outcome:
         """After an evaluation at ``step`` (the rate ``lr`` is the one the next step uses)."""
         out = Outcome()
-        quiet = self.decayed(step) or "reduce_lr_on_plateau" in self.policies
+        overfit = self.overfit.update(step, val_loss, train_eval_loss)
+        # No plateau where the schedule decayed the rate, where the autopilot handles plateaus,
+        # or while the run overfits (a smaller rate is not what a rising val loss needs).
+        quiet = (
+            self.decayed(step) or "reduce_lr_on_plateau" in self.policies or self.overfit.edge.prev
+        )
         plateau = self.plateau.update(
             step, val_loss, quiet=quiet, update_median=self.updates.median
         )
-        overfit = self.overfit.update(step, val_loss, train_eval_loss)
         out.findings.extend(f for f in (plateau, overfit) if f is not None)
         reduce = self.policies.get("reduce_lr_on_plateau")
         if reduce is not None:
