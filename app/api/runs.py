@@ -38,6 +38,8 @@ def create_run(body: RunCreate, db: DbDep, settings: SettingsDep) -> dict[str, A
         run = crud.create_run(s, config=config, name=body.name)
         if body.pace is not None:
             crud.record_command(s, run.id, "set_pace", {"steps_per_second": body.pace})
+        for policy in dict.fromkeys(body.autopilot):  # each once, in the order given
+            crud.record_command(s, run.id, "autopilot", {"policy": policy, "on": True})
         return crud.serialize_run(run)
 
 

@@ -33,6 +33,8 @@ class RunCreate(_Strict):
     config: RunConfig = Field(default_factory=RunConfig)
     # Steps per second at most (null: as fast as it goes); queued as the run's first set_pace.
     pace: Pace | None = None
+    # Autopilot policies switched on from the start (queued as the run's first commands).
+    autopilot: list[AutopilotPolicy] = Field(default_factory=list, max_length=3)
 
 
 class SetLr(_Strict):
@@ -85,8 +87,23 @@ class CheckpointNow(_Strict):
     type: Literal["checkpoint"]
 
 
+AutopilotPolicy = Literal["reduce_lr_on_plateau", "pause_on_spike", "early_stopping"]
+"""Autopilot policies (app/worker/watch.py POLICIES): each acts only by queuing an ordinary
+command (set_lr, pause, stop) with source ``autopilot`` (docs/alerts.md)."""
+
+
+class Autopilot(_Strict):
+    """Switch an autopilot policy on or off (applied at the next step boundary, like any
+    command, so a switch is an event on the curve)."""
+
+    type: Literal["autopilot"]
+    policy: AutopilotPolicy
+    on: bool
+
+
 Command = Annotated[
-    SetLr | SetPace | Pause | Resume | Step | Stop | CheckpointNow, Field(discriminator="type")
+    SetLr | SetPace | Pause | Resume | Step | Stop | CheckpointNow | Autopilot,
+    Field(discriminator="type"),
 ]
 
 
