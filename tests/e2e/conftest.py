@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -124,6 +125,29 @@ def post_json(url: str, path: str, body: dict[str, Any]) -> Any:
 def api(server_url: str) -> Callable[[str], Any]:
     """GET a JSON API path: the tests check the server's state, not only the page's."""
     return lambda path: get_json(server_url, path)
+
+
+_ARROW = re.compile(r"^\s*(async\b|function\b|(\([^)]*\)|[A-Za-z_$][\w$]*)\s*=>)")
+
+
+def as_function(expression: str) -> str:
+    """A ``wait_for_function`` predicate as a function. Playwright runs a bare expression through
+    ``eval`` inside the page, which the dashboard's Content-Security-Policy (no 'unsafe-eval')
+    rightly refuses; a function is passed as one, which the policy does not see."""
+    return expression if _ARROW.match(expression) else f"() => ({expression})"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _predicates_without_eval() -> Iterator[None]:
+    """Every test may write ``page.wait_for_function("window.x > 1")``: see ``as_function``."""
+    original = Page.wait_for_function
+
+    def wait_for_function(self: Page, expression: str, *args: Any, **kwargs: Any) -> Any:
+        return original(self, as_function(expression), *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Page, "wait_for_function", wait_for_function)
+        yield
 
 
 @pytest.fixture(scope="session")
