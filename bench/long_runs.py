@@ -186,7 +186,7 @@ def main() -> None:
         print(f"    write rate            {steps / elapsed:10,.0f} rows/s (batches of {BATCH})")
         print(f"    database bytes        {grown / steps * 1e6 / 1e6:10.1f} MB per 1M steps")
 
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
         for steps, run_id in runs.items():
             url = f"/api/runs/{run_id}/metrics"
             body = client.get(url, params={"max_points": 2000}).json()
