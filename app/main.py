@@ -25,6 +25,7 @@ from app.api import checks as checks_api
 from app.api import layer_health as layer_health_api
 from app.api import lr_find as lr_find_api
 from app.api import router as api_router
+from app.api import studies as studies_api
 from app.api.errors import validation_error_handler
 from app.db import Database
 from app.headers import SecurityHeaders
@@ -33,6 +34,7 @@ from app.paths import STATIC_DIR, TEMPLATES_DIR
 from app.security import TokenGuard
 from app.settings import Settings
 from app.stream import StreamHub
+from app.studies import StudyDriver
 from app.web import (
     alerts,
     checks,
@@ -80,9 +82,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.db, app.state.hub, app.state.supervisor = db, hub, supervisor
         if supervisor is not None:
             supervisor.start()
+        # The one place that asks Optuna for trials and tells it outcomes (app/studies).
+        study_driver = StudyDriver(db, settings.database_url)
+        app.state.study_driver = study_driver
+        study_driver.start()
         try:
             yield
         finally:
+            await to_thread.run_sync(study_driver.stop)
             await hub.close()
             if supervisor is not None:
                 await to_thread.run_sync(supervisor.stop, settings.shutdown_grace + 2)
@@ -107,6 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(checks_api.router)
     app.include_router(alerts_api.router)
     app.include_router(layer_health_api.router)
+    app.include_router(studies_api.router)
     app.include_router(run_page.router)
     app.include_router(pictures.router)
     app.include_router(health_panel.router)

@@ -38,6 +38,9 @@ class RunOut(BaseModel):
     # A finished learning-rate range test's suggested rate (steepest descent of its smoothed
     # loss, engine/lr_find.py); null while it runs, for any other run, or with no suggestion.
     suggested_lr: float | None = None
+    # The study this run is a trial of, and its trial number (null for a run of no study).
+    study_id: int | None = None
+    trial: int | None = None
 
 
 class EventOut(BaseModel):

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from app.models import Run
 from app.series import json_float
@@ -138,7 +138,17 @@ def serialize_run(run: Run) -> dict[str, Any]:
         "best_val_acc": json_float(run.best_val_acc),
         "error": run.error,
         "suggested_lr": _suggested_lr(run, config),
+        **_study_link(run),
     }
+
+
+def _study_link(run: Run) -> dict[str, int | None]:
+    """``study_id`` and ``trial`` (its number) of a run that is a study's trial, else null."""
+    from app.crud.studies import trial_link  # studies -> runs: imported when first needed
+
+    session = object_session(run)
+    link = trial_link(session, run.id) if session is not None and run.id is not None else None
+    return {"study_id": link[0], "trial": link[1]} if link else {"study_id": None, "trial": None}
 
 
 def _suggested_lr(run: Run, config: dict[str, Any]) -> float | None:

@@ -1,0 +1,372 @@
+"""``/api/studies``: caviar mode, many ordinary runs with settings drawn by Optuna.
+
+The routes only store what is asked (a study row, ordinary commands to its runs, a fork); the
+study driver in the server (app/studies/driver.py) creates the trials and tells Optuna how they
+ended. See docs/api.md, "Studies".
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from app import crud
+from app.api.deps import MAX_DB_INT, DbDep, ReadSession, SettingsDep
+from app.api.responses import RunOut
+from app.api.schemas import config_for_storage, invalid
+from app.crud import studies as crud_studies
+from app.crud.fork_rates import settle_fork_rate
+from app.models import TERMINAL_STATUSES, Study
+from app.studies.narrow import narrow_space
+from app.studies.space import (
+    DEFAULT_GRID_POINTS,
+    MAX_CHOICES,
+    MAX_GRID,
+    SpaceError,
+    grid_size,
+    parse_space,
+    space_from_json,
+)
+from engine import RunConfig
+from engine.config import MAX_STEPS
+
+router = APIRouter(prefix="/api/studies", tags=["studies"])
+
+MAX_TRIALS = 1000
+MAX_PARALLEL = 64
+DEFAULT_TRIALS = 16
+MAX_SEED = 2**32 - 1
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class Distribution(_Strict):
+    """``{"low", "high", "log"}``, ``{"choices"}`` or ``{"low", "high", "log_one_minus"}``."""
+
+    low: int | float | None = None
+    high: int | float | None = None
+    log: bool = False
+    log_one_minus: bool = False
+    choices: list[Any] | None = Field(default=None, min_length=1, max_length=MAX_CHOICES)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Distribution:
+        if self.choices is not None:
+            if self.low is not None or self.high is not None or self.log or self.log_one_minus:
+                raise ValueError("give either choices or low/high, not both")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError("a range needs low and high (or give choices)")
+        if self.log and self.log_one_minus:
+            raise ValueError("log and log_one_minus exclude each other")
+        return self
+
+
+class PrunerOptions(_Strict):
+    """Pruner settings: median's ``n_startup_trials`` (finished trials before any pruning) and
+    ``n_warmup_steps`` (steps before a trial can be pruned); hyperband's ``reduction_factor``."""
+
+    n_startup_trials: int = Field(5, ge=0, le=MAX_TRIALS)
+    n_warmup_steps: int = Field(0, ge=0, le=MAX_STEPS)
+    reduction_factor: int = Field(3, ge=2, le=100)
+
+
+Sampler = Literal["random", "grid", "tpe"]
+Pruner = Literal["median", "hyperband"]
+
+
+class StudyCreate(_Strict):
+    """``POST /api/studies``: the base config, the space, and how to search it."""
+
+    name: str | None = Field(default=None, max_length=200)
+    config: RunConfig = Field(default_factory=RunConfig)
+    space: dict[str, Distribution] = Field(min_length=1, max_length=32)
+    # Trials in all (default 16; a grid's default and cap is its size).
+    n_trials: int | None = Field(default=None, ge=1, le=MAX_TRIALS)
+    parallel: int = Field(default=2, ge=1, le=MAX_PARALLEL)
+    sampler: Sampler = "random"
+    pruner: Pruner | None = None
+    mode: Literal["search", "pbt"] = "search"
+    # Seeds the sampler (default: drawn at random and stored): same seed, same trials.
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
+    # Numbers per range on a grid (log-spaced where log).
+    grid_points: int = Field(default=DEFAULT_GRID_POINTS, ge=2, le=100)
+    pruner_options: PrunerOptions = Field(default_factory=PrunerOptions)
+
+
+class StudyCommand(_Strict):
+    """Pause, resume or stop every unfinished trial; pause and stop also stop creating new
+    ones (resume starts again)."""
+
+    type: Literal["pause", "resume", "stop"]
+
+
+class NarrowRequest(_Strict):
+    """``POST /api/studies/{id}/narrow``: a study around the best ``k`` trials."""
+
+    k: int = Field(default=3, ge=1, le=MAX_TRIALS)
+    name: str | None = Field(default=None, max_length=200)
+    n_trials: int | None = Field(default=None, ge=1, le=MAX_TRIALS)
+    parallel: int | None = Field(default=None, ge=1, le=MAX_PARALLEL)
+    sampler: Sampler | None = None
+    pruner: Pruner | None = None
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
+
+
+class ContinueBest(_Strict):
+    """``POST /api/studies/{id}/continue-best``: optional name of the new run."""
+
+    name: str | None = Field(default=None, max_length=200)
+
+
+class TrialOut(BaseModel):
+    """A trial: its run and what it set (``params``, RunConfig values; ``sampled``, Optuna's
+    draw: ``1-momentum`` for a log_one_minus momentum); ``state`` is what Optuna was told
+    (running until then), ``value`` the objective told (best validation loss)."""
+
+    number: int
+    run_id: int
+    name: str
+    params: dict[str, Any]
+    sampled: dict[str, Any]
+    status: str
+    step: int
+    total_steps: int | None
+    lr: float | str | None
+    best_val_loss: float | str | None
+    best_val_acc: float | str | None
+    state: Literal["running", "complete", "pruned", "fail"]
+    value: float | str | None
+    pruned_reason: str | None
+
+
+class StudyOut(BaseModel):
+    """A study; ``trials`` in ``GET /api/studies/{id}`` (not in the list), ``counts`` of its
+    runs by status, ``best`` the trial with the lowest validation loss so far."""
+
+    id: int
+    name: str
+    status: Literal["running", "paused", "stopping", "stopped", "finished"]
+    mode: str
+    config: dict[str, Any]
+    space: dict[str, Any]
+    n_trials: int
+    parallel: int
+    sampler: str
+    pruner: str | None
+    seed: int
+    options: dict[str, Any]
+    parent_study_id: int | None
+    created_at: str
+    updated_at: str
+    counts: dict[str, int]
+    best: TrialOut | None
+    trials: list[TrialOut] | None = None
+
+
+def study_id_path(study_id: Annotated[int, Path(description="the study's id")]) -> int:
+    """A study id from the path (one the database cannot hold is a 404, not an overflow)."""
+    if not 1 <= study_id <= MAX_DB_INT:
+        raise HTTPException(status_code=404, detail=f"study {study_id} not found")
+    return study_id
+
+
+StudyId = Annotated[int, Depends(study_id_path)]
+
+
+def _study_or_404(s: Any, study_id: int) -> Study:
+    study = crud_studies.get_study(s, study_id)
+    if study is None:
+        raise HTTPException(status_code=404, detail=f"study {study_id} not found")
+    return study
+
+
+def _wake(request: Request) -> None:
+    driver = getattr(request.app.state, "study_driver", None)
+    if driver is not None:
+        driver.wake()
+
+
+def _space_or_422(space: dict[str, Any], base: dict[str, Any], loc: tuple[str, ...]) -> list[Any]:
+    try:
+        return parse_space(space, base)
+    except SpaceError as exc:
+        raise invalid((*loc, *exc.loc), exc.msg, exc.value) from exc
+
+
+def _store(
+    db: Any,
+    *,
+    name: str | None,
+    config: dict[str, Any],
+    space: dict[str, Any],
+    n_trials: int | None,
+    parallel: int,
+    sampler: str,
+    pruner: str | None,
+    seed: int | None,
+    options: dict[str, Any],
+    parent_study_id: int | None = None,
+    loc: tuple[str, ...] = ("body",),
+) -> dict[str, Any]:
+    params = _space_or_422(space, config, (*loc, "space"))
+    if sampler == "grid":
+        size = grid_size(params, options["grid_points"])
+        if size > MAX_GRID:
+            raise invalid((*loc, "space"), f"the grid has {size} points (at most {MAX_GRID})", size)
+        n_trials = min(n_trials or size, size)
+    with db.write() as s:
+        study = crud_studies.create_study(
+            s,
+            name=name,
+            config=config,
+            space={p.field: p.to_json() for p in params},
+            n_trials=n_trials or DEFAULT_TRIALS,
+            parallel=parallel,
+            sampler=sampler,
+            pruner=pruner,
+            mode="search",
+            seed=secrets.randbelow(MAX_SEED + 1) if seed is None else seed,
+            options=options,
+            parent_study_id=parent_study_id,
+        )
+        return crud_studies.serialize_study(study, [])
+
+
+@router.post("", status_code=201, response_model=StudyOut)
+def create_study(
+    body: StudyCreate, db: DbDep, settings: SettingsDep, request: Request
+) -> dict[str, Any]:
+    """Create a study: the driver creates its trials as ordinary queued runs, ``parallel`` at
+    a time, until ``n_trials`` have run (a grid: each grid point once)."""
+    if body.mode == "pbt":
+        raise invalid(("body", "mode"), "population-based training is not available yet", "pbt")
+    config = config_for_storage(body.config, settings.data_dir)
+    space = {k: v.model_dump(exclude_defaults=True) for k, v in body.space.items()}
+    options = {"grid_points": body.grid_points, **body.pruner_options.model_dump()}
+    out = _store(
+        db,
+        name=body.name,
+        config=config,
+        space=space,
+        n_trials=body.n_trials,
+        parallel=body.parallel,
+        sampler=body.sampler,
+        pruner=body.pruner,
+        seed=body.seed,
+        options=options,
+    )
+    _wake(request)
+    return out
+
+
+@router.get("", response_model=list[StudyOut])
+def list_studies(s: ReadSession) -> list[dict[str, Any]]:
+    """Studies, newest first (without their trials: ``counts`` and ``best`` sum them up)."""
+    return [
+        crud_studies.serialize_study(st, crud_studies.trials_of(s, st.id), with_trials=False)
+        for st in crud_studies.list_studies(s)
+    ]
+
+
+@router.get("/{study_id}", response_model=StudyOut)
+def get_study(study_id: StudyId, s: ReadSession) -> dict[str, Any]:
+    """One study with its trials."""
+    study = _study_or_404(s, study_id)
+    return crud_studies.serialize_study(study, crud_studies.trials_of(s, study_id))
+
+
+@router.post("/{study_id}/commands", status_code=202, response_model=StudyOut)
+def study_command(
+    study_id: StudyId, body: StudyCommand, db: DbDep, request: Request
+) -> dict[str, Any]:
+    """Queue the ordinary command for every unfinished trial run (a stop: with the reason
+    "the study was stopped"); the study's status says whether new trials are created. A study
+    that has ended takes no more commands (409)."""
+    with db.write() as s:
+        study = _study_or_404(s, study_id)
+        if study.status in ("stopping", "stopped", "finished"):
+            raise HTTPException(status_code=409, detail=f"study {study_id} is {study.status}")
+        status = {"pause": "paused", "resume": "running", "stop": "stopping"}[body.type]
+        crud_studies.set_study_status(s, study_id, status)
+        payload: dict[str, Any] = {"study_id": study_id}
+        if body.type == "stop":
+            payload["reason"] = "the study was stopped"
+        for trial, run in crud_studies.trials_of(s, study_id):
+            if trial.state is not None or run.status in TERMINAL_STATUSES:
+                continue
+            if body.type == "stop" and trial.pruned_reason is None:
+                crud_studies.set_pruned(s, trial.id, "the study was stopped")
+            crud_studies.queue_command(s, run, body.type, {**payload, "trial": trial.number})
+        s.expire_all()
+        out = crud_studies.serialize_study(
+            _study_or_404(s, study_id), crud_studies.trials_of(s, study_id)
+        )
+    _wake(request)
+    return out
+
+
+@router.post("/{study_id}/narrow", status_code=201, response_model=StudyOut)
+def narrow(study_id: StudyId, body: NarrowRequest, db: DbDep, request: Request) -> dict[str, Any]:
+    """A new study, linked to this one, whose ranges shrink around its best ``k`` trials
+    (lowest validation loss; log ranges in log space), always inside this study's ranges."""
+    with db.read() as s:
+        parent = _study_or_404(s, study_id)
+        rows = crud_studies.trials_of(s, study_id)
+    scored = sorted(
+        (r.best_val_loss, t.number, t)
+        for t, r in rows
+        if r.best_val_loss is not None and r.best_val_loss == r.best_val_loss
+    )
+    if not scored:
+        raise HTTPException(
+            status_code=409, detail=f"study {study_id} has no trial with a validation loss yet"
+        )
+    best = [crud_studies.trial_params(t) for _, _, t in scored[: body.k]]
+    params = space_from_json(crud_studies.study_json(parent, "space"))
+    options = crud_studies.study_json(parent, "options")
+    out = _store(
+        db,
+        name=body.name or f"{parent.name} narrowed",
+        config=crud_studies.study_json(parent, "config"),
+        space=narrow_space(params, best),
+        n_trials=body.n_trials or parent.n_trials,
+        parallel=body.parallel or parent.parallel,
+        sampler=body.sampler or parent.sampler,
+        pruner=body.pruner if "pruner" in body.model_fields_set else parent.pruner,
+        seed=body.seed,
+        options=options,
+        parent_study_id=study_id,
+    )
+    _wake(request)
+    return out
+
+
+@router.post("/{study_id}/continue-best", status_code=201, response_model=RunOut)
+def continue_best(study_id: StudyId, db: DbDep, body: ContinueBest | None = None) -> dict[str, Any]:
+    """Fork the best trial (lowest validation loss) from its checkpoint at or before its best
+    evaluation into a free-standing run (no study's trial) to nurse by hand."""
+    with db.write() as s:
+        study = _study_or_404(s, study_id)
+        best = crud_studies.best_trial(crud_studies.trials_of(s, study_id))
+        if best is None:
+            raise HTTPException(
+                status_code=409, detail=f"study {study_id} has no trial with a validation loss yet"
+            )
+        trial, run = best
+        at = crud_studies.best_eval_step(s, run.id)
+        name = (body.name if body else None) or f"{study.name}: best (trial {trial.number})"
+        child = crud.fork_run(s, run, step=at or 0, config=crud.run_config(run), name=name)
+        if child is None:
+            raise HTTPException(
+                status_code=409,
+                detail=f"run {run.id} has no checkpoint at or before step {at}",
+            )
+        settle_fork_rate(s, run, child, new_lr=None)
+        s.flush()
+        return crud.serialize_run(child)
