@@ -106,7 +106,7 @@ def start_overfit_check(
             raise HTTPException(409, f"run {run_id} has no checkpoint yet: start it first")
         merged = overfit_config(parent_config, body)
         # A parent config this version no longer accepts is a 422 too.
-        config = stored_config(merged, settings.data_dir)
+        config = stored_config(merged, settings)
         name = body.name or f"{parent.name} overfit-check"
         child = crud.create_run(s, config=config, name=name, parent_id=parent.id, parent_step=0)
         child.total_steps = body.steps

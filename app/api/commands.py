@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException
 
 from app import crud
-from app.api.deps import DbDep, run_or_404
+from app.api.deps import DbDep, RunId, run_or_404
 from app.api.responses import EventOut
 from app.api.schemas import Command
 from app.models import TERMINAL_STATUSES
@@ -16,7 +16,7 @@ router = APIRouter(prefix="/api/runs", tags=["commands"])
 
 
 @router.post("/{run_id}/commands", status_code=202, response_model=EventOut)
-def post_command(run_id: int, command: Command, db: DbDep) -> dict[str, Any]:
+def post_command(run_id: RunId, command: Command, db: DbDep) -> dict[str, Any]:
     """Store the command; the worker applies it at the next step boundary and records the step.
 
     202: accepted, not yet applied; ``note`` says what it waits for. Follow it with ``GET

@@ -8,13 +8,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Path, Request
 from sqlalchemy.orm import Session
 
 from app import crud
 from app.db import Database
 from app.models import Run
 from app.settings import Settings
+from engine.config import INT64_MAX
 
 
 def get_db(request: Request) -> Database:
@@ -38,9 +39,26 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 ReadSession = Annotated[Session, Depends(read_session)]
 
 
+# The largest integer the database stores (SQLite INTEGER, PostgreSQL BIGINT): ids, steps and
+# counts beyond it cannot exist, and handing one to the driver raises OverflowError (a 500).
+MAX_DB_INT = INT64_MAX
+
+
+def run_id_path(run_id: Annotated[int, Path(description="the run's id")]) -> int:
+    """A run id from the path: one the database cannot hold names no run, so it is a 404 here
+    (before any query) rather than an overflow in the driver."""
+    if not 1 <= run_id <= MAX_DB_INT:
+        raise HTTPException(status_code=404, detail=f"run {run_id} not found")
+    return run_id
+
+
+# ``def route(run_id: RunId)``: the path parameter, checked as above.
+RunId = Annotated[int, Depends(run_id_path)]
+
+
 def run_or_404(session: Session, run_id: int) -> Run:
-    """The run, or a 404 naming it."""
-    run = crud.get_run(session, run_id)
+    """The run, or a 404 naming it (also for an id no run can have)."""
+    run = crud.get_run(session, run_id) if 1 <= run_id <= MAX_DB_INT else None
     if run is None:
         raise HTTPException(status_code=404, detail=f"run {run_id} not found")
     return run

@@ -81,7 +81,7 @@ def start_range_test(
             "eval_every": body.steps,  # one evaluation, at the end: the test reads train losses
         }
         # A parent config this version no longer accepts is a 422 too.
-        config = stored_config(merged, settings.data_dir)
+        config = stored_config(merged, settings)
         name = body.name or f"{parent.name} lr-find@{ckpt.step}"
         child = crud.fork_run(s, parent, step=ckpt.step, config=config, name=name, lr=body.min_lr)
         assert child is not None  # the checkpoint exists (same transaction)

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from app import crud
-from app.api.deps import DbDep, ReadSession, run_or_404
+from app.api.deps import MAX_DB_INT, DbDep, ReadSession, RunId, run_or_404
 from app.api.responses import MetricsOut
 from app.api.schemas import invalid
 from app.series import COLUMNS, json_float, to_columns
@@ -23,11 +23,12 @@ CSV_CHUNK = 5000  # rows per read transaction of the CSV export
 
 @router.get("/{run_id}/metrics", response_model=MetricsOut)
 def get_metrics(
-    run_id: int,
+    run_id: RunId,
     s: ReadSession,
-    after: Annotated[int, Query(ge=0, description="only steps > after")] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_DB_INT, description="only steps > after")] = 0,
     before: Annotated[
-        int | None, Query(ge=1, description="only steps < before (must be > after)")
+        int | None,
+        Query(ge=1, le=MAX_DB_INT, description="only steps < before (must be > after)"),
     ] = None,
     max_points: Annotated[
         int | None,
@@ -52,8 +53,12 @@ def get_metrics(
     return JSONResponse({**to_columns(rows), "exact": exact})
 
 
-@router.get("/{run_id}/metrics.csv")
-def get_metrics_csv(run_id: int, db: DbDep) -> StreamingResponse:
+@router.get(
+    "/{run_id}/metrics.csv",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}, "description": "every row, as CSV"}},
+)
+def get_metrics_csv(run_id: RunId, db: DbDep) -> StreamingResponse:
     """Every row as CSV, streamed; each chunk is read in its own short read transaction.
 
     A download as slow as its reader never holds a read transaction open (on SQLite a long reader

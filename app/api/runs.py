@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException
 from sqlalchemy.orm import Session
 
 from app import crud
-from app.api.deps import DbDep, ReadSession, SettingsDep, run_or_404
+from app.api.deps import DbDep, ReadSession, RunId, SettingsDep, run_or_404
 from app.api.responses import CheckpointOut, EventOut, RunOut
 from app.api.schemas import (
     FROZEN_ON_FORK,
@@ -33,7 +33,7 @@ def list_runs(s: ReadSession) -> list[dict[str, Any]]:
 @router.post("", status_code=201, response_model=RunOut)
 def create_run(body: RunCreate, db: DbDep, settings: SettingsDep) -> dict[str, Any]:
     """Create a run; it is queued and the next free worker starts it."""
-    config = config_for_storage(body.config, settings.data_dir)
+    config = config_for_storage(body.config, settings)
     with db.write() as s:
         run = crud.create_run(s, config=config, name=body.name)
         if body.pace is not None:
@@ -44,13 +44,13 @@ def create_run(body: RunCreate, db: DbDep, settings: SettingsDep) -> dict[str, A
 
 
 @router.get("/{run_id}", response_model=RunOut)
-def get_run(run_id: int, s: ReadSession) -> dict[str, Any]:
+def get_run(run_id: RunId, s: ReadSession) -> dict[str, Any]:
     """One run."""
     return crud.serialize_run(run_or_404(s, run_id))
 
 
 @router.get("/{run_id}/events", response_model=list[EventOut])
-def list_events(run_id: int, db: DbDep) -> list[dict[str, Any]]:
+def list_events(run_id: RunId, db: DbDep) -> list[dict[str, Any]]:
     """Commands and worker status changes in id order; ``step`` is null while pending, ``state``
     and ``note`` say what became of each. Commands an older version left pending on an ended run
     are closed here first (the run ended before they applied)."""
@@ -68,7 +68,7 @@ def list_events(run_id: int, db: DbDep) -> list[dict[str, Any]]:
 
 
 @router.get("/{run_id}/checkpoints", response_model=list[CheckpointOut])
-def list_checkpoints(run_id: int, s: ReadSession) -> list[dict[str, Any]]:
+def list_checkpoints(run_id: RunId, s: ReadSession) -> list[dict[str, Any]]:
     """Checkpoints in step order (without their state); ``label`` "before lr X" marks the state
     written just before a learning-rate change."""
     run_or_404(s, run_id)
@@ -76,7 +76,7 @@ def list_checkpoints(run_id: int, s: ReadSession) -> list[dict[str, Any]]:
 
 
 @router.post("/{run_id}/fork", status_code=201, response_model=RunOut)
-def fork_run(run_id: int, body: ForkRequest, db: DbDep, settings: SettingsDep) -> dict[str, Any]:
+def fork_run(run_id: RunId, body: ForkRequest, db: DbDep, settings: SettingsDep) -> dict[str, Any]:
     """A new run continuing from the checkpoint at or before ``step``, with config overrides;
     ``more_steps`` N makes it train N steps after the fork step. It goes on at the parent's rate
     at the fork step unless a new ``lr`` is given (app/crud/fork_rates.py)."""
@@ -91,7 +91,7 @@ def fork_run(run_id: int, body: ForkRequest, db: DbDep, settings: SettingsDep) -
         if body.more_steps is not None:
             overrides["max_steps"] = _max_steps_for(s, run_id, body)
         merged = {**crud.run_config(parent), **overrides}
-        config = stored_config(merged, settings.data_dir, ("body", "overrides"))
+        config = stored_config(merged, settings, ("body", "overrides"))
         new_lr = body.overrides.get("lr")
         new_lr = float(new_lr) if new_lr is not None else None
         child = crud.fork_run(s, parent, step=body.step, config=config, name=body.name, lr=new_lr)

@@ -12,7 +12,11 @@ from typing import Annotated, Any, Literal
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from app.admission import Unrunnable, check_runnable
+from app.limits import run_memory_limit
+from app.settings import Settings
 from engine import RunConfig
+from engine.config import INT64_MAX
 from engine.data import BUILTIN
 
 MAX_LR = 100.0
@@ -118,7 +122,7 @@ class ForkRequest(_Strict):
     that says otherwise is a 422.
     """
 
-    step: int = Field(ge=0)
+    step: int = Field(ge=0, le=INT64_MAX)
     overrides: dict[str, Any] = Field(default_factory=dict)
     name: str | None = Field(default=None, max_length=200)
     more_steps: int | None = Field(default=None, ge=1, le=MAX_MORE_STEPS, strict=True)
@@ -141,30 +145,46 @@ def invalid(loc: tuple[str | int, ...], msg: str, value: Any) -> RequestValidati
 
 
 def config_for_storage(
-    cfg: RunConfig, data_dir: Path, loc: tuple[str | int, ...] = ("body", "config")
+    cfg: RunConfig, where: Settings | Path, loc: tuple[str | int, ...] = ("body", "config")
 ) -> dict[str, Any]:
-    """The config as stored: a dataset path must resolve inside the data directory.
+    """The config as stored, once it is known to be runnable here (app/admission.py): a dataset
+    path must resolve inside the data directory and be a dataset that fits the config, and the
+    run must fit in memory. ``where``: the app's Settings (a bare data directory still works,
+    with the machine's default memory limit).
 
     The path is stored resolved (absolute), so a worker started elsewhere finds the same file.
     """
+    settings = where if isinstance(where, Settings) else Settings(data_dir=where)
     config = cfg.model_dump(mode="json")
-    if cfg.dataset in BUILTIN:
-        return config
-    root = data_dir.resolve()
-    raw = Path(cfg.dataset).expanduser()
-    path = (raw if raw.is_absolute() else root / raw).resolve()
-    if not path.is_relative_to(root):
-        raise invalid(
-            (*loc, "dataset"), "dataset path must be inside the data directory", cfg.dataset
-        )
-    if not path.is_file():
-        raise invalid((*loc, "dataset"), "dataset file does not exist", cfg.dataset)
-    config["dataset"] = str(path)
+    if cfg.dataset not in BUILTIN:
+        config["dataset"] = str(_dataset_path(cfg, settings.data_dir, loc))
+    try:
+        check_runnable(RunConfig(**config), run_memory_limit(settings))
+    except Unrunnable as exc:
+        raise invalid((*loc, exc.field), str(exc), config.get(exc.field)) from exc
     return config
 
 
+def _dataset_path(cfg: RunConfig, data_dir: Path, loc: tuple[str | int, ...]) -> Path:
+    """The dataset file, resolved; a 422 unless it is an existing file in the data directory."""
+    root = data_dir.resolve()
+    try:  # "~nosuchuser/x" (RuntimeError), a name too long for the OS (OSError)
+        raw = Path(cfg.dataset).expanduser()
+        path = (raw if raw.is_absolute() else root / raw).resolve()
+        inside, exists = path.is_relative_to(root), path.is_file()
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise invalid((*loc, "dataset"), f"not a usable path: {exc}", cfg.dataset) from exc
+    if not inside:
+        raise invalid(
+            (*loc, "dataset"), "dataset path must be inside the data directory", cfg.dataset
+        )
+    if not exists:
+        raise invalid((*loc, "dataset"), "dataset file does not exist", cfg.dataset)
+    return path
+
+
 def stored_config(
-    merged: dict[str, Any], data_dir: Path, loc: tuple[str | int, ...] = ("body",)
+    merged: dict[str, Any], where: Settings | Path, loc: tuple[str | int, ...] = ("body",)
 ) -> dict[str, Any]:
     """A config built from a parent's (a fork, a range test, a check), validated as RunConfig
     and made ready for storage; a field it fails on is a 422 at ``loc`` + the field."""
@@ -173,4 +193,4 @@ def stored_config(
     except ValidationError as exc:
         error = exc.errors()[0]
         raise invalid((*loc, *error["loc"]), error["msg"], merged) from exc
-    return config_for_storage(cfg, data_dir, loc)
+    return config_for_storage(cfg, where, loc)

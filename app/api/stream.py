@@ -10,6 +10,7 @@ from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from sse_starlette import EventSourceResponse
 
 from app import crud
+from app.api.deps import RunId
 from app.db import Database
 from app.models import TERMINAL_STATUSES
 from app.stream import DEFAULT_POINTS, MAX_POINTS, MIN_POINTS
@@ -57,7 +58,7 @@ def _has_everything(since: int | None, header: int | None, step: int) -> bool:
     },
 )
 async def stream(
-    run_id: int,
+    run_id: RunId,
     request: Request,
     since: Annotated[
         int | None, Query(ge=0, le=MAX_STEP, description="resume after this step")
