@@ -72,6 +72,15 @@ class Settings(BaseSettings):
     sqlite_wal: bool = True
     # Seconds uvicorn waits for open streams on shutdown; also the workers' grace on stop.
     shutdown_grace: float = Field(default=3.0, ge=0)
+    # Bytes a run may need (engine/memory.py estimates it when the run is created): bigger configs
+    # are refused with a 422. None: half the machine's RAM divided by the workers (app/limits.py).
+    max_run_memory: int | None = Field(default=None, ge=1)
+    # Address-space cap (RLIMIT_AS, bytes) of each worker process, so a run that slips past the
+    # estimate fails with MemoryError instead of the kernel's SIGKILL. None: the run limit plus
+    # room for the interpreter and libraries; 0: no cap.
+    worker_address_space: int | None = Field(default=None, ge=0)
+    # A run whose worker dies this many times in a row without progress is marked failed.
+    max_run_crashes: int = Field(default=3, ge=1)
 
     @property
     def database_url(self) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +28,11 @@ log = logging.getLogger(__name__)
 Array = np.ndarray
 
 __all__ = [
+    "DataShape",
     "Dataset",
+    "DoesNotFit",
     "encode_labels",
+    "inspect_dataset",
     "load_dataset",
     "make_spirals",
     "prepare",
@@ -261,3 +265,187 @@ def prepare(x: Array, y: Array, cfg: RunConfig, *, name: str = "arrays") -> Data
         std=std,
         name=name,
     )
+
+
+# -- checking a dataset when a run is created (cheap: no full load of a big file) -------------
+
+# Files up to this size are loaded and prepared exactly as the worker will (every error found);
+# bigger ones are checked from their header, first rows and size.
+EXACT_CHECK_BYTES = 4 * 2**20
+PEEK_ROWS = 1000
+DIGITS_SHAPE = (1797, 64, 10)
+
+
+@dataclass(frozen=True)
+class DataShape:
+    """What a run's data will look like once loaded: enough to check a config against it and
+    to estimate its memory (engine/memory.py) without loading a big file.
+
+    ``exact`` is False for a big file checked from its first rows: ``rows`` is then counted from
+    its line breaks and ``classes`` is the number seen in the first rows (a lower bound).
+    """
+
+    rows: int
+    features: int
+    classes: int
+    train_rows: int
+    val_rows: int
+    source: str  # "builtin", "csv", "npz"
+    exact: bool = True
+
+
+def split_sizes(rows: int, cfg: RunConfig) -> tuple[int, int]:
+    """(train, validation) rows of the split (sklearn: validation = ceil(fraction * rows)),
+    before ``train_subset``."""
+    val = math.ceil(cfg.val_fraction * rows)
+    return rows - val, val
+
+
+def inspect_dataset(cfg: RunConfig) -> DataShape:
+    """The shape of cfg's data, checked for what would stop a worker: a ValueError names the
+    problem (a file that is not a dataset, a text feature, too few rows for the split or for
+    ``batch_size``). Small files are loaded and prepared in full; big ones are only peeked at."""
+    if cfg.dataset in BUILTIN:
+        rows, features, classes = _builtin_shape(cfg)
+        shape = _shaped(cfg, rows, features, classes, "builtin", exact=True)
+    else:
+        shape = _file_shape(cfg, Path(cfg.dataset))
+    _check_fits_split(cfg, shape)
+    return shape
+
+
+def _builtin_shape(cfg: RunConfig) -> tuple[int, int, int]:
+    if cfg.dataset == "digits":
+        return DIGITS_SHAPE
+    classes = 2 if cfg.dataset == "moons" else cfg.n_classes
+    return cfg.n_samples, 2, classes
+
+
+def _shaped(
+    cfg: RunConfig, rows: int, features: int, classes: int, source: str, *, exact: bool
+) -> DataShape:
+    train, val = split_sizes(rows, cfg)
+    if exact and (train < classes or val < classes):
+        raise ValueError(
+            f"cannot split {rows} samples of {classes} classes with "
+            f"val_fraction={cfg.val_fraction}: each side needs at least one sample per class"
+        )
+    return DataShape(rows, features, classes, train, val, source, exact)
+
+
+def _check_fits_split(cfg: RunConfig, shape: DataShape) -> None:
+    train = shape.train_rows
+    if cfg.train_subset is not None:
+        if cfg.train_subset > train:
+            raise DoesNotFit(
+                "train_subset",
+                f"train_subset={cfg.train_subset} is more than the {train} training rows",
+            )
+        train = cfg.train_subset
+    if cfg.batch_size > train:
+        raise DoesNotFit(
+            "batch_size",
+            f"batch_size={cfg.batch_size} is more than the {train} training rows "
+            f"({shape.rows} samples, val_fraction={cfg.val_fraction})",
+        )
+
+
+class DoesNotFit(ValueError):
+    """A config field that the data cannot satisfy (batch_size, train_subset): ``field`` names
+    it, where any other ValueError of ``inspect_dataset`` is about the dataset itself."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _file_shape(cfg: RunConfig, path: Path) -> DataShape:
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".npz"):
+        raise ValueError(
+            f"{path.name} is not a dataset: expected one of {BUILTIN} or a .csv/.npz file"
+        )
+    if not path.is_file():
+        raise ValueError(f"dataset file {path.name!r} does not exist")
+    if path.stat().st_size <= EXACT_CHECK_BYTES:
+        try:
+            x, y = read_csv(path) if suffix == ".csv" else read_npz(path)
+        except (OSError, UnicodeDecodeError, zipfile.BadZipFile, EOFError) as exc:
+            raise ValueError(f"{path.name} is not a readable {suffix[1:]} file: {exc}") from None
+        # Every check the worker's load makes, except batch_size and train_subset, which the
+        # caller reports against their own fields.
+        data = prepare(x, y, cfg.model_copy(update={"batch_size": 1, "train_subset": None}))
+        train, val = split_sizes(x.shape[0], cfg)
+        return DataShape(x.shape[0], data.n_features, data.n_classes, train, val, suffix[1:])
+    peek = _peek_csv if suffix == ".csv" else _peek_npz
+    try:
+        return peek(cfg, path)
+    except (OSError, UnicodeDecodeError, zipfile.BadZipFile, EOFError) as exc:
+        raise ValueError(f"{path.name} is not a readable {suffix[1:]} file: {exc}") from None
+
+
+def _peek_csv(cfg: RunConfig, path: Path) -> DataShape:
+    """Header and first rows parsed as read_csv would; rows counted from the line breaks."""
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        first: list[list[str]] = []
+        for row in reader:
+            if row and any(cell.strip() for cell in row):
+                first.append(row)
+                if len(first) > PEEK_ROWS:
+                    break
+    header = bool(first) and not any(_parses(cell, float) for cell in first[0][:-1])
+    rows = first[1:] if header else first
+    if not rows:
+        raise ValueError(f"{path.name}: no data rows")
+    width = len(rows[0])
+    if width < 2:
+        raise ValueError(f"{path.name}: need at least one feature column and a label column")
+    for r, row in enumerate(rows, start=1):
+        if len(row) != width:
+            raise ValueError(f"CSV row {r}: {len(row)} columns, expected {width}")
+        for c, v in enumerate(row[:-1], start=1):
+            _cell(v.strip(), r, c)
+    count = _count_lines(path) - int(header)
+    classes = max(2, len({row[-1].strip() for row in rows}))
+    return _shaped(cfg, count, width - 1, classes, "csv", exact=False)
+
+
+def _count_lines(path: Path, chunk: int = 2**22) -> int:
+    """Lines in a file (a last one without a line break counts), read in binary chunks."""
+    count, last = 0, b"\n"
+    with path.open("rb") as f:
+        while block := f.read(chunk):
+            count += block.count(b"\n")
+            last = block[-1:]
+    return count + (last != b"\n")
+
+
+def _npy_header(archive: zipfile.ZipFile, name: str) -> tuple[tuple[int, ...], np.dtype]:
+    with archive.open(f"{name}.npy") as f:
+        version = np.lib.format.read_magic(f)
+        read = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0
+        )
+        shape, _fortran, dtype = read(f)
+    return shape, dtype
+
+
+def _peek_npz(cfg: RunConfig, path: Path) -> DataShape:
+    """Shapes and dtypes from the arrays' headers; the labels are read only when small."""
+    with zipfile.ZipFile(path) as archive:
+        names = {n.removesuffix(".npy") for n in archive.namelist()}
+        missing = {"X", "y"} - names
+        if missing:
+            raise ValueError(f"{path.name}: missing array(s) {sorted(missing)}; need 'X' and 'y'")
+        x_shape, x_dtype = _npy_header(archive, "X")
+        y_shape, _ = _npy_header(archive, "y")
+    if len(x_shape) != 2:
+        raise ValueError(f"{path.name}: X must be 2-D (N, D), got shape {x_shape}")
+    if not np.issubdtype(x_dtype, np.number) or np.issubdtype(x_dtype, np.complexfloating):
+        raise ValueError(f"{path.name}: X must be numeric, got dtype {x_dtype}")
+    if y_shape != (x_shape[0],):
+        raise ValueError(f"labels must be (N,) with N = {x_shape[0]}, got shape {y_shape}")
+    return _shaped(cfg, x_shape[0], x_shape[1], 2, "npz", exact=False)

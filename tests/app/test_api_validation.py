@@ -72,8 +72,8 @@ def test_bad_config_is_422_naming_the_field(
 
 def test_dataset_inside_data_dir_is_stored_resolved(client: TestClient, tmp_path: Path) -> None:
     (tmp_path / "d").mkdir()
-    (tmp_path / "d" / "xor.csv").write_text("a,b,label\n0,0,0\n0,1,1\n1,0,1\n1,1,0\n" * 5)
-    response = client.post("/api/runs", json={"config": {"dataset": "d/xor.csv"}})
+    (tmp_path / "d" / "xor.csv").write_text("a,b,label\n" + "0,0,0\n0,1,1\n1,0,1\n1,1,0\n" * 5)
+    response = client.post("/api/runs", json={"config": {"dataset": "d/xor.csv", "batch_size": 8}})
     assert response.status_code == 201, response.text
     assert response.json()["config"]["dataset"] == str((tmp_path / "d" / "xor.csv").resolve())
 
