@@ -95,10 +95,10 @@ def apply_command(
         control.paused, control.budget, control.checkpoint = True, None, True
     elif type_ == "resume":
         control.paused, control.budget = False, None
-    elif type_ == "step":
-        n = int(payload.get("n", 0))
-        if n < 1:
-            return f"step needs n >= 1, got {n}"
+    elif type_ == "step":  # a row written past the API may hold anything: refuse, never raise
+        n = payload.get("n")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            return f"step rejected: n must be an integer >= 1, got {n!r}"
         control.budget = n
     elif type_ == "stop":
         control.stop = True

@@ -206,7 +206,8 @@ class RunSession:
         if pace is None:
             return 0.0
         interval, now = 1.0 / pace, time.monotonic()
-        if now < self._next_step_at:
+        if now < self._next_step_at:  # booked under a slower pace: the faster one starts now
+            self._next_step_at = min(self._next_step_at, now + interval)
             return self._next_step_at - now
         self._next_step_at = max(self._next_step_at, now - interval) + interval
         return 0.0
