@@ -83,3 +83,14 @@ def test_keeper_beats_only_when_due_and_stops_when_the_lease_is_lost() -> None:
         time.sleep(0.1)
     assert len(calls) == 3, "the thread stops at the first failed renewal"
     assert keeper.beats == 2
+
+
+def test_lease_is_renewed_while_a_slow_dataset_loads() -> None:
+    """Loading keeps the lease with the same keeper, beating every interval (always due)."""
+    beats: list[int] = []
+    with LeaseKeeper(lambda: beats.append(1), lambda: True, every=0.02).running():
+        threading.Event().wait(0.3)  # stands in for a slow Trainer(...) construction
+    count = len(beats)
+    assert count >= 3
+    threading.Event().wait(0.1)
+    assert len(beats) == count, "no heartbeats after loading"

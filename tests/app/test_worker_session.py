@@ -16,7 +16,7 @@ from app import crud
 from app.db import Database
 from app.models import Event
 from app.settings import Settings
-from app.worker.loading import LrChange, _lease_kept
+from app.worker.loading import LrChange
 from app.worker.loop import Worker
 from app.worker.session import RunSession
 from engine import RunConfig, Trainer, state_from_bytes
@@ -177,16 +177,6 @@ def test_lost_lease_writes_nothing(db: Database, settings: Settings, tiny: dict[
 def _step(db: Database, rid: int) -> int:
     with db.read() as s:
         return crud.get_run(s, rid).step
-
-
-def test_lease_is_renewed_while_a_slow_dataset_loads() -> None:
-    beats: list[int] = []
-    with _lease_kept(lambda: beats.append(1), every=0.02):
-        threading.Event().wait(0.3)  # stands in for a slow Trainer(...) construction
-    count = len(beats)
-    assert count >= 3
-    threading.Event().wait(0.1)
-    assert len(beats) == count, "no heartbeats after loading"
 
 
 def _events(client: TestClient, rid: int) -> list[dict[str, Any]]:
