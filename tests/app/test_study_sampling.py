@@ -8,7 +8,6 @@ import itertools
 from typing import Any
 
 import numpy as np
-import optuna
 import pytest
 from optuna.storages import InMemoryStorage
 from scipy import stats
