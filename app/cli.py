@@ -100,7 +100,13 @@ def serve(settings: Settings) -> int:
 
 
 def worker(settings: Settings, parent_pid: int | None = None) -> int:
-    """Run one worker process until SIGTERM/SIGINT (or, if given, until its parent is gone)."""
+    """Run one worker process until SIGTERM/SIGINT (or, if given, until its parent is gone).
+
+    Its address space is capped first (app/limits.py), before NumPy and BLAS load under the cap,
+    so a run too big for the machine fails with MemoryError rather than a SIGKILL."""
+    from app.limits import address_space_cap, cap_address_space
+
+    cap_address_space(address_space_cap(settings))
     from app.db import Database
     from app.worker.loop import Worker
 

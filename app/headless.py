@@ -19,8 +19,10 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from app import crud
+from app.admission import Unrunnable, check_runnable
 from app.cli import BadInput
 from app.db import Database
+from app.limits import run_memory_limit
 from app.settings import Settings
 from app.worker.loop import new_worker_id
 from app.worker.session import RunSession
@@ -57,7 +59,10 @@ def read_config(path: Path) -> tuple[str | None, dict[str, Any]]:
         raise BadInput(f"{path}: invalid config: {problems}") from exc
     config = cfg.model_dump(mode="json")
     if cfg.dataset not in BUILTIN:
-        data_path = Path(cfg.dataset).expanduser().resolve()
+        try:
+            data_path = Path(cfg.dataset).expanduser().resolve()
+        except (OSError, RuntimeError) as exc:  # "~nosuchuser/x.csv", a name too long
+            raise BadInput(f"{path}: dataset {cfg.dataset!r} is not a usable path: {exc}") from exc
         if not data_path.is_file():
             raise BadInput(f"{path}: dataset file {cfg.dataset!r} does not exist")
         config["dataset"] = str(data_path)
@@ -67,6 +72,10 @@ def read_config(path: Path) -> tuple[str | None, dict[str, Any]]:
 def train(settings: Settings, config_path: Path, *, as_json: bool = False) -> int:
     """Create the run, train it here with a progress bar; exit 0 if it finished or was stopped."""
     name, config = read_config(config_path)
+    try:  # what the API checks at creation (app/admission.py): the data fits, memory suffices
+        check_runnable(RunConfig(**config), run_memory_limit(settings))
+    except Unrunnable as exc:
+        raise BadInput(f"{config_path}: cannot run: {exc.field}: {exc}") from exc
     db = Database(settings.database_url, wal=settings.sqlite_wal)
     db.create_all()
     worker_id = new_worker_id("cli")

@@ -11,6 +11,8 @@ Steps, in order:
 2. Missing tables (``metric_rollups``, ``run_pictures``, ``train_evals``), then missing indexes
    (``ix_metrics_eval``).
 3. Rollups of every run's stored rows, when ``metric_rollups`` did not exist before.
+4. ``runs.crashes`` and ``runs.crash_step`` (the crash counter of claim_run), added to a
+   ``runs`` table that lacks them: every run starts with no crash counted.
 """
 
 from __future__ import annotations
@@ -68,6 +70,17 @@ def _migrate(conn: Connection) -> None:
             index.create(conn, checkfirst=True)
     if had_metrics and not had_rollups:
         _backfill_rollups(conn)
+    _add_crash_counter(conn)
+
+
+def _add_crash_counter(conn: Connection) -> None:
+    """Step 4: the two columns of the crash counter on an older ``runs`` table."""
+    columns = {c["name"] for c in inspect(conn).get_columns("runs")}
+    if "crashes" not in columns:
+        log.info("migrating runs: adding the crash counter")
+        conn.exec_driver_sql("ALTER TABLE runs ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0")
+    if "crash_step" not in columns:
+        conn.exec_driver_sql("ALTER TABLE runs ADD COLUMN crash_step INTEGER")
 
 
 def _relayout_metrics(conn: Connection) -> None:

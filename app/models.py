@@ -49,6 +49,10 @@ class Run(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     worker_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
     lease_until: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Workers that died holding the run (lease expired) in a row without it making progress,
+    # and the committed step at the last such takeover (app/crud/leases.py claim_run).
+    crashes: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    crash_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 _EVALUATED = text("val_acc IS NOT NULL")

@@ -62,7 +62,12 @@ class Worker:
     def claim(self) -> int | None:
         """Claim the next run for this worker, or None if nothing is claimable."""
         with self.db.write() as s:
-            run = crud.claim_run(s, self.worker_id, self.settings.lease_seconds)
+            run = crud.claim_run(
+                s,
+                self.worker_id,
+                self.settings.lease_seconds,
+                max_crashes=self.settings.max_run_crashes,
+            )
             return run.id if run is not None else None
 
     def run_forever(self) -> None:

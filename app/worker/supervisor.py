@@ -44,6 +44,10 @@ class Supervisor:
         env.update(self.settings.to_env())
         path = env.get("PYTHONPATH")
         env["PYTHONPATH"] = _PROJECT_ROOT + (os.pathsep + path if path else "")
+        # BLAS pools sized like the pinned thread count from the start: each pool thread costs
+        # address space (stack, buffers, a malloc arena), which the worker's RLIMIT_AS counts.
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.setdefault(var, str(self.settings.blas_threads))
         return env
 
     def _spawn(self, slot: int) -> None:
