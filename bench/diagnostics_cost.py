@@ -1,27 +1,29 @@
 """What per-layer health costs a training run: steps/s with it at the default interval vs off.
 
 Two measurements, each on digits (the default config) and spirals (the default config on the
-spirals dataset), runs alternating (on, off, on, off...) so a busy machine slows both alike, and
-the best of ``--repeats`` runs of each compared:
+spirals dataset), built so that load from other jobs on a shared machine cancels:
 
 - the worker: its own ``RunSession`` trains in this process on a temporary SQLite database (BLAS
   pinned as a worker pins it), so the figure includes storing the ``layer_health`` rows; steps/s
-  come from the metric rows' own timestamps. ``health_every`` is the only difference.
-- the engine alone: the ``Trainer`` loop the worker drives, ``step(health=...)`` every
-  ``health_every`` steps vs never, timed with ``perf_counter``.
+  come from the metric rows' own timestamps; ``health_every`` is the only difference. Runs go in
+  pairs (on then off, then off then on...); the cost is the median over pairs of 1 - on/off.
+- the engine alone: the ``Trainer`` loop the worker drives, two trainers of the same run (one
+  measuring every ``health_every`` steps, one never) timed in alternating blocks of steps; the
+  cost is the median over rounds.
 
-The target (issue 8) is at most 3% slower. Usage:
-``.venv/bin/python bench/diagnostics_cost.py [--steps 3000] [--repeats 5] [--every N]``
+Steps/s printed are the best of each kind. The target (issue 8) is at most 3% slower. Usage:
+``.venv/bin/python bench/diagnostics_cost.py [--steps 3000] [--repeats 6] [--every N]``
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from threadpoolctl import threadpool_limits
 
@@ -63,56 +65,80 @@ def worker_steps_per_second(config: dict[str, Any]) -> float:
     return (len(times) - 1) / (times[-1] - times[0])
 
 
-def engine_steps_per_second(config: dict[str, Any], blas_threads: int = 1) -> float:
-    """Steps/s of the bare Trainer loop, measuring every ``health_every`` steps (0: never)."""
-    trainer = Trainer(RunConfig(**config))
-    every = trainer.cfg.health_every
+class Figures(NamedTuple):
+    """Steps/s off and on (the best of each) and the cost in percent (median of the rounds)."""
+
+    off: float
+    on: float
+    cost: float
+
+
+def worker_cost(config: dict[str, Any], every: int, repeats: int) -> Figures:
+    """Whole worker runs in pairs (on then off, off then on, ...): the cost is the median over
+    pairs of 1 - on/off, so load that spans a pair cancels; steps/s are the best of each."""
+    on_rates, off_rates, costs = [], [], []
+    for i in range(repeats):
+        pair = {}
+        for on in (True, False) if i % 2 == 0 else (False, True):
+            pair[on] = worker_steps_per_second({**config, "health_every": every if on else 0})
+        on_rates.append(pair[True])
+        off_rates.append(pair[False])
+        costs.append(100.0 * (1.0 - pair[True] / pair[False]))
+    return Figures(max(off_rates), max(on_rates), statistics.median(costs))
+
+
+def engine_cost(
+    config: dict[str, Any], every: int, rounds: int, block: int, blas_threads: int = 1
+) -> Figures:
+    """The bare Trainer loop the worker drives: two trainers of the same run, one measuring
+    every ``every`` steps and one never, timed in alternating blocks of ``block`` steps; the
+    cost is the median over rounds of 1 - (steps/s on) / (steps/s off)."""
+    cfg = RunConfig(**{**config, "max_steps": rounds * block + 10})
+    trainers = {True: Trainer(cfg), False: Trainer(cfg)}
+    times: dict[bool, list[float]] = {True: [], False: []}
     with threadpool_limits(limits=blas_threads):
-        trainer.step()  # buffers allocated, caches warm
-        start, first = time.perf_counter(), trainer.step_count
-        while not trainer.finished:
-            trainer.step(health=every > 0 and (trainer.step_count + 1) % every == 0)
-        elapsed = time.perf_counter() - start
-    return (trainer.step_count - first) / elapsed
-
-
-def compare(
-    measure: Any, config: dict[str, Any], every: int, repeats: int
-) -> tuple[float, float, float]:
-    """(best steps/s off, best on, cost in percent), runs alternating on and off."""
-    rates: dict[bool, list[float]] = {True: [], False: []}
-    for _ in range(repeats):
-        for on in (True, False):
-            rates[on].append(measure({**config, "health_every": every if on else 0}))
-    best_on, best_off = max(rates[True]), max(rates[False])
-    return best_off, best_on, 100.0 * (1.0 - best_on / best_off)
+        for trainer in trainers.values():
+            trainer.step()  # buffers allocated, caches warm
+        for r in range(rounds):
+            for on in (True, False) if r % 2 == 0 else (False, True):
+                trainer = trainers[on]
+                start = time.perf_counter()
+                for _ in range(block):
+                    due = on and every > 0 and (trainer.step_count + 1) % every == 0
+                    trainer.step(health=due)
+                times[on].append(time.perf_counter() - start)
+    costs = [100.0 * (1.0 - off / on) for on, off in zip(times[True], times[False], strict=True)]
+    return Figures(block / min(times[False]), block / min(times[True]), statistics.median(costs))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3000, help="steps per run")
-    parser.add_argument("--repeats", type=int, default=5, help="runs of each kind")
+    parser.add_argument("--repeats", type=int, default=6, help="worker run pairs")
     parser.add_argument(
         "--every", type=int, default=RunConfig().health_every, help="health_every when on"
     )
+    parser.add_argument("--rounds", type=int, default=40, help="engine: rounds of blocks")
+    parser.add_argument("--block", type=int, default=200, help="engine: steps per block")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     args = parser.parse_args()
     print(
-        f"steps/s with per-layer health every {args.every} steps vs off, best of "
-        f"{args.repeats} alternating runs of {args.steps} steps (target: at most {TARGET:g}% "
-        "slower), one run of bench/diagnostics_cost.py:"
+        f"steps/s with per-layer health every {args.every} steps vs off (best of each); cost: "
+        f"median over {args.repeats} worker run pairs of {args.steps} steps, over {args.rounds} "
+        f"engine rounds of {args.block}-step blocks (target: at most {TARGET:g}%); one run of "
+        "bench/diagnostics_cost.py:"
     )
-    for label, measure in (
-        ("worker", worker_steps_per_second),
-        ("engine", engine_steps_per_second),
-    ):
-        for dataset in args.datasets:
-            config = RunConfig(dataset=dataset, max_steps=args.steps).model_dump(mode="json")
-            off, on, cost = compare(measure, config, args.every, args.repeats)
-            verdict = "ok" if cost <= TARGET else "OVER"
+    for dataset in args.datasets:
+        config = RunConfig(dataset=dataset).model_dump(mode="json")
+        figures = {
+            "worker": worker_cost({**config, "max_steps": args.steps}, args.every, args.repeats),
+            "engine": engine_cost(config, args.every, args.rounds, args.block),
+        }
+        for label, f in figures.items():
+            verdict = "ok" if f.cost <= TARGET else "OVER"
             print(
-                f"  {label:6s} {dataset:8s} off {off:7.0f}  on {on:7.0f}  "
-                f"cost {cost:+5.1f}%  {verdict}"
+                f"  {label:6s} {dataset:8s} off {f.off:7.0f}  on {f.on:7.0f}  "
+                f"cost {f.cost:+5.1f}%  {verdict}"
             )
 
 
