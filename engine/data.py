@@ -367,6 +367,8 @@ def _file_shape(cfg: RunConfig, path: Path) -> DataShape:
         )
     if not path.is_file():
         raise ValueError(f"dataset file {path.name!r} does not exist")
+    if suffix == ".npz" and not zipfile.is_zipfile(path):
+        raise ValueError(f"{path.name} is not a readable npz file (not a zip archive)")
     if path.stat().st_size <= EXACT_CHECK_BYTES:
         try:
             x, y = read_csv(path) if suffix == ".csv" else read_npz(path)
