@@ -7,6 +7,9 @@ spirals dataset), built so that load from other jobs on a shared machine cancels
   pinned as a worker pins it), so the figure includes storing the ``layer_health`` rows; steps/s
   come from the metric rows' own timestamps; ``health_every`` is the only difference. Runs go in
   pairs (on then off, then off then on...); the cost is the median over pairs of 1 - on/off.
+- the worker again, one run with health on, timing the health code itself (the snapshot and
+  measurement in the step, the rows made and inserted): its share of the run's time, a figure
+  that load changing between runs cannot swing.
 - the engine alone: the ``Trainer`` loop the worker drives, two trainers of the same run (one
   measuring every ``health_every`` steps, one never) timed in alternating blocks of steps; the
   cost is the median over rounds.
@@ -22,6 +25,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -31,18 +36,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app import crud  # noqa: E402
+from app.crud import health as crud_health  # noqa: E402
 from app.db import Database  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from app.worker.session import RunSession  # noqa: E402
 from engine import RunConfig, Trainer  # noqa: E402
+from engine import trainer as trainer_module  # noqa: E402
 
 TARGET = 3.0
 """Percent of steps/s the diagnostics may cost."""
 DATASETS = ("digits", "spirals")
 
 
-def worker_steps_per_second(config: dict[str, Any]) -> float:
-    """Steps/s of one run trained by the worker's RunSession to its end (temporary database)."""
+def _worker_run(config: dict[str, Any]) -> tuple[int, float]:
+    """One run trained by the worker's RunSession to its end on a temporary database: (steps
+    after the first, seconds from the first step's row to the last's)."""
     with tempfile.TemporaryDirectory() as data_dir:
         settings = Settings(data_dir=Path(data_dir), workers=0)
         db = Database(settings.database_url, wal=settings.sqlite_wal)
@@ -62,7 +70,18 @@ def worker_steps_per_second(config: dict[str, Any]) -> float:
             rows = crud.metric_rows(s, run_id)
         db.dispose()
     times = [r[1] for r in rows]
-    return (len(times) - 1) / (times[-1] - times[0])
+    return len(times) - 1, times[-1] - times[0]
+
+
+def worker_steps_per_second(config: dict[str, Any]) -> float:
+    """Steps/s of one run trained by the worker's RunSession to its end (temporary database)."""
+    steps, seconds = _worker_run(config)
+    return steps / seconds
+
+
+def worker_seconds(config: dict[str, Any]) -> float:
+    """Seconds from the first step's row to the last of one worker run."""
+    return _worker_run(config)[1]
 
 
 class Figures(NamedTuple):
@@ -71,6 +90,45 @@ class Figures(NamedTuple):
     off: float
     on: float
     cost: float
+
+
+@contextmanager
+def _timed(owners: list[tuple[Any, str]], spent: list[float]) -> Iterator[None]:
+    """Wrap each ``owner.name`` function so the time spent in it is added to ``spent[0]``."""
+    originals = [(owner, name, getattr(owner, name)) for owner, name in owners]
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[0] += time.perf_counter() - start
+
+        return timed
+
+    for owner, name, fn in originals:
+        setattr(owner, name, wrap(fn))
+    try:
+        yield
+    finally:
+        for owner, name, fn in originals:
+            setattr(owner, name, fn)
+
+
+def attributed_cost(config: dict[str, Any], every: int) -> float:
+    """Percent of one worker run's time spent in the health code itself (snapshot and measure
+    in the step, the rows made and inserted): immune to load that changes between runs."""
+    spent = [0.0]
+    owners = [
+        (trainer_module, "snapshot"),
+        (trainer_module, "measure"),
+        (crud_health, "to_rows"),
+        (crud_health, "append_health"),
+    ]
+    with _timed(owners, spent):
+        wall = worker_seconds({**config, "health_every": every})
+    return 100.0 * spent[0] / (wall - spent[0])
 
 
 def worker_cost(config: dict[str, Any], every: int, repeats: int) -> Figures:
@@ -134,12 +192,14 @@ def main() -> None:
             "worker": worker_cost({**config, "max_steps": args.steps}, args.every, args.repeats),
             "engine": engine_cost(config, args.every, args.rounds, args.block),
         }
+        attributed = attributed_cost({**config, "max_steps": args.steps}, args.every)
         for label, f in figures.items():
             verdict = "ok" if f.cost <= TARGET else "OVER"
             print(
                 f"  {label:6s} {dataset:8s} off {f.off:7.0f}  on {f.on:7.0f}  "
                 f"cost {f.cost:+5.1f}%  {verdict}"
             )
+        print(f"  worker {dataset:8s} time spent in the health code itself: {attributed:.1f}%")
 
 
 if __name__ == "__main__":

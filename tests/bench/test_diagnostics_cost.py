@@ -10,6 +10,9 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+from app.crud import health as crud_health
+from engine import health, trainer
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "bench" / "diagnostics_cost.py"
 
@@ -43,5 +46,15 @@ def test_the_script_prints_the_slowdown_of_each_dataset() -> None:
         timeout=300,
     ).stdout
     lines = [line for line in out.splitlines() if line.split()[:1] in (["worker"], ["engine"])]
-    assert len(lines) == 4, out  # worker and engine, digits and spirals
-    assert all("%" in line and ("ok" in line or "OVER" in line) for line in lines)
+    costs = [line for line in lines if " cost " in line]
+    assert len(costs) == 4, out  # worker and engine, digits and spirals
+    assert all("%" in line and ("ok" in line or "OVER" in line) for line in costs)
+    assert sum("health code itself" in line for line in lines) == 2, out
+
+
+def test_the_time_in_the_health_code_is_attributed_and_the_code_restored() -> None:
+    bench = _bench()
+    config = {"dataset": "spirals", "max_steps": 60, "eval_every": 20, "hidden": [8]}
+    assert bench.attributed_cost(config, every=5) > 0
+    assert bench.attributed_cost(config, every=0) >= 0
+    assert trainer.measure is health.measure and crud_health.to_rows.__name__ == "to_rows"
