@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from app import crud
 from app.api.deps import MAX_DB_INT, DbDep, ReadSession, SettingsDep
 from app.api.responses import RunOut
-from app.api.schemas import config_for_storage, invalid
+from app.api.schemas import Pace, config_for_storage, invalid
 from app.crud import studies as crud_studies
 from app.crud.fork_rates import settle_fork_rate
 from app.models import TERMINAL_STATUSES, Study
@@ -97,6 +97,9 @@ class StudyCreate(_Strict):
     # Numbers per range on a grid (log-spaced where log).
     grid_points: int = Field(default=DEFAULT_GRID_POINTS, ge=2, le=100)
     pruner_options: PrunerOptions = Field(default_factory=PrunerOptions)
+    # Steps per second at most for each trial (null: full speed), queued as its first set_pace
+    # as ``POST /api/runs`` does: a study a person can watch trial by trial.
+    pace: Pace | None = None
 
 
 class StudyCommand(_Strict):
@@ -248,7 +251,11 @@ def create_study(
         raise invalid(("body", "mode"), "population-based training is not available yet", "pbt")
     config = config_for_storage(body.config, settings.data_dir)
     space = {k: v.model_dump(exclude_defaults=True) for k, v in body.space.items()}
-    options = {"grid_points": body.grid_points, **body.pruner_options.model_dump()}
+    options = {
+        "grid_points": body.grid_points,
+        "pace": body.pace,
+        **body.pruner_options.model_dump(),
+    }
     out = _store(
         db,
         name=body.name,

@@ -23,7 +23,7 @@ import optuna
 from optuna.pruners import BasePruner, HyperbandPruner, MedianPruner, NopPruner
 from optuna.samplers import BaseSampler, GridSampler, RandomSampler, TPESampler
 from optuna.storages import BaseStorage, InMemoryStorage, JournalStorage, RDBStorage
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import create_engine, text
@@ -35,6 +35,7 @@ SAMPLERS = ("random", "grid", "tpe")
 PRUNERS = ("median", "hyperband")
 OPTUNA_SCHEMA = "optuna"
 JOURNAL_SUFFIX = ".optuna.log"
+LOCK_GRACE = 10
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 log = logging.getLogger(__name__)
@@ -65,7 +66,9 @@ def open_storage(database_url: str) -> BaseStorage:
     path = journal_path(database_url)
     if path is None:
         return InMemoryStorage()
-    return JournalStorage(JournalFileBackend(str(path)))
+    # Only the driver writes it; a lock left by a killed server is broken after LOCK_GRACE s.
+    lock = JournalFileOpenLock(str(path), grace_period=LOCK_GRACE)
+    return JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
 
 
 class _AskTellGrid(GridSampler):

@@ -27,6 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 from pydantic import ValidationError
 
 from app.crud import studies as crud_studies
+from app.crud.events import record_command
 from app.models import TERMINAL_STATUSES, Run, Study, StudyTrial
 from app.studies.driver import StudyDriver, register_mode
 from app.studies.space import Param, config_values, distributions, space_from_json
@@ -116,6 +117,9 @@ def _create(
         )
         if error is not None:
             run.status, run.error = "failed", error
+        pace = json.loads(study.options or "{}").get("pace")
+        if pace is not None and error is None:  # as POST /api/runs queues a pace
+            record_command(s, run.id, "set_pace", {"steps_per_second": float(pace)})
     if error is not None:
         ostudy.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
         with driver.db.write() as s:

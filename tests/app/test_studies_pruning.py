@@ -1,0 +1,56 @@
+"""A study with the median pruner (issue 10): a hopeless trial is stopped early by an ordinary
+``stop`` command that carries the reason, and Optuna is told it was pruned."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+pytestmark = pytest.mark.timeout(180)
+
+BAD_LR = 1e-7  # Adam at this rate leaves the loss where it started
+
+
+def test_a_pruned_trial_stops_early_with_its_reason(
+    client: TestClient,
+    tiny: dict[str, Any],
+    worker: Any,
+    wait: Callable[..., Any],
+) -> None:
+    body = {
+        "config": {**tiny, "max_steps": 600, "eval_every": 20},
+        "space": {"lr": {"choices": [0.02, 0.03, 0.05, BAD_LR]}},
+        "sampler": "grid",
+        "parallel": 1,
+        "pruner": "median",
+        "pruner_options": {"n_startup_trials": 2},
+        "pace": 400,  # slow enough for the driver to see each evaluation as it comes
+        "seed": 5,  # the grid's order: the hopeless rate comes last, after 3 good ones
+    }
+    created = client.post("/api/studies", json=body)
+    assert created.status_code == 201, created.text
+    sid = created.json()["id"]
+    assert created.json()["n_trials"] == 4
+
+    def study() -> dict[str, Any]:
+        return client.get(f"/api/studies/{sid}").json()
+
+    wait(lambda: study()["status"] == "finished", timeout=150, what="study finished")
+    trials = study()["trials"]
+    assert [t["params"]["lr"] for t in trials][-1] == BAD_LR, "the seed fixes the grid order"
+    good, bad = trials[:3], trials[3]
+    assert all(t["state"] == "complete" and t["step"] == 600 for t in good)
+    assert bad["state"] == "pruned" and bad["status"] == "stopped"
+    assert bad["step"] < 600, "stopped early"
+    assert bad["pruned_reason"].startswith("pruned by median: best val loss")
+    assert "above the median" in bad["pruned_reason"]
+    events = client.get(f"/api/runs/{bad['run_id']}/events").json()
+    stops = [e for e in events if e["type"] == "stop"]
+    assert len(stops) == 1 and stops[0]["state"] == "applied"
+    assert stops[0]["reason"] == bad["pruned_reason"]
+    assert stops[0]["study_id"] == sid and stops[0]["trial"] == 3
+    paces = [e for e in events if e["type"] == "set_pace"]
+    assert paces and paces[0]["steps_per_second"] == 400
