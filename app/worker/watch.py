@@ -59,8 +59,9 @@ SPIKE_WINDOW = 50
 """Steps in the mean the recent loss is compared with (and needed before it is compared)."""
 SPIKE_COOLDOWN = 100
 """Steps between two divergence alerts, even when the loss flickers across the threshold."""
-GRAD_EXPLODE_FACTOR = 10.0
-"""A layer's gradient norm this many times its median over the last health samples."""
+GRAD_EXPLODE_FACTOR = 20.0
+"""A layer's gradient norm this many times its median over the last health samples (healthy
+default runs reach 2.5x on digits, 7.5x on spirals)."""
 GRAD_HISTORY = 10
 """Health samples per layer in that median (at least half of them needed)."""
 PLATEAU_PATIENCE = 10
@@ -337,6 +338,12 @@ class Overfitting:
         self.best_step = 0
         self.edge = Edge()
 
+    @property
+    def overfitting(self) -> bool:
+        """Alerted already, and the gap is still wide: the run overfits (whether or not the
+        gap grew at the last evaluation)."""
+        return self.edge.last_fire is not None and (self.gap or 0.0) > OVERFIT_MIN_GAP
+
     def update(self, step: int, val_loss: float, train_eval_loss: float | None) -> Finding | None:
         if not math.isfinite(val_loss):
             return None
@@ -498,9 +505,8 @@ class Watch:
         overfit = self.overfit.update(step, val_loss, train_eval_loss)
         # No plateau where the schedule decayed the rate, where the autopilot handles plateaus,
         # or while the run overfits (a smaller rate is not what a rising val loss needs).
-        quiet = (
-            self.decayed(step) or "reduce_lr_on_plateau" in self.policies or self.overfit.edge.prev
-        )
+        handled = "reduce_lr_on_plateau" in self.policies
+        quiet = self.decayed(step) or handled or self.overfit.overfitting
         plateau = self.plateau.update(
             step, val_loss, quiet=quiet, update_median=self.updates.median
         )
