@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import secrets
 import sys
 from pathlib import Path
@@ -34,7 +35,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8000)")
     _add_db_flags(serve)
-    serve.add_argument("--workers", type=int, help="worker processes to start (default 1)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes to start (default: one per core; 0 starts none)",
+    )
     serve.add_argument(
         "--allowed-hosts",
         help="extra Host names to answer to, comma-separated ('*' for any; loopback names and "
@@ -69,10 +74,20 @@ def _settings(args: argparse.Namespace) -> Settings:
         value = getattr(args, flag, None)
         if value is not None:
             overrides[field] = value
+    # Without --workers or PANDAMODE_WORKERS (Settings reads and checks it), one per core.
+    explicit = "workers" in overrides or "PANDAMODE_WORKERS" in os.environ
+    if args.command == "serve" and not explicit:
+        overrides["workers"] = default_workers()
     try:
         return Settings(**overrides)
     except ValueError as exc:
         raise BadInput(f"invalid settings: {exc}") from exc
+
+
+def default_workers() -> int:
+    """``serve``'s workers without --workers or PANDAMODE_WORKERS: one per core (each worker
+    trains on one BLAS thread, so N workers on N cores do not fight), at most 64."""
+    return max(1, min(os.cpu_count() or 1, 64))
 
 
 def serve(settings: Settings) -> int:
