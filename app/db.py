@@ -26,6 +26,13 @@ log = logging.getLogger(__name__)
 
 _WRITE_OPTION = WRITE_OPTION
 BUSY_TIMEOUT_MS = 10_000
+# A file SQLite's pool never makes a thread wait for a connection (max_overflow=-1: one more is
+# opened, a file handle). A request holds its ReadSession's connection until its response is
+# sent, and in between FastAPI validates the response in the threadpool (40 threads): with
+# SQLAlchemy's bounded default (5 + 10), 40 threads blocked in the pool waiting for connections
+# held by requests that wait for a thread deadlocked the server under load until the pool's 30 s
+# timeout answered 500 (bench/load.py; tests/app/test_db_pool.py). 40 stay pooled: the threads.
+SQLITE_POOL: dict[str, Any] = {"pool_size": 40, "max_overflow": -1}
 
 
 class Database:
@@ -77,9 +84,11 @@ def make_engine(url: str, *, wal: bool = True) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True)
+    pool: dict[str, Any] = {}
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+        pool = SQLITE_POOL
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10}, **pool)
     _install_sqlite_hooks(engine, wal=wal)
     return engine
 
