@@ -105,6 +105,12 @@ class Settings(BaseSettings):
         AllowedHosts.from_setting("127.0.0.1", value)  # raises ValueError naming the bad entry
         return value
 
+    @field_validator("max_run_memory", "worker_address_space", mode="before")
+    @classmethod
+    def _bytes(cls, value: object) -> object:
+        """Sizes may be written ``8G``, ``8GiB``, ``512M`` or ``1.5T`` (binary units) as well."""
+        return parse_bytes(value) if isinstance(value, str) else value
+
     def to_env(self) -> dict[str, str]:
         """The settings as PANDAMODE_* variables, so a child process rebuilds the same Settings."""
         env: dict[str, str] = {}
@@ -116,6 +122,22 @@ class Settings(BaseSettings):
         env["PANDAMODE_DB_URL"] = self.database_url
         env["PANDAMODE_DATA_DIR"] = str(self.data_dir.resolve())
         return env
+
+
+_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def parse_bytes(text: str) -> int:
+    """``"8G"`` / ``"8GiB"`` / ``"8 GB"`` -> 8 * 2**30 (binary units); a bare number is bytes."""
+    raw = text.strip().upper().removesuffix("B").removesuffix("I")
+    number, unit = (raw[:-1], raw[-1]) if raw and raw[-1] in _UNITS else (raw, "")
+    try:
+        value = float(number.strip())
+    except ValueError:
+        raise ValueError(f"not a size: {text!r} (bytes, or e.g. 512M, 8G)") from None
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"not a size: {text!r}")
+    return int(value * _UNITS[unit])
 
 
 def is_loopback(host: str) -> bool:
