@@ -42,6 +42,7 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from itertools import pairwise
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -65,6 +66,8 @@ TRAIN_CONFIG: dict[str, Any] = {"max_steps": 10**9, "schedule": "constant"}
 PAGE_ROWS = 5000  # rows per /metrics page when the stored steps are checked
 TERMINAL = {"finished", "stopped", "failed", "diverged"}
 EXAMPLES = 5  # violations kept as text, per kind
+# uvicorn's access log line: ... "GET /api/runs/1 HTTP/1.1" 500 Internal Server Error
+ACCESS_5XX = re.compile(r'"(?P<request>[A-Z]+ \S+) HTTP/[\d.]+" (?P<status>5\d\d)')
 
 
 def template(path: str) -> str:
@@ -480,6 +483,14 @@ class LoggedServer(Served):
         super().close()
         self._log_file.close()
 
+    def logged_5xx(self) -> Counter[str]:
+        """5xx answers in the server's access log, by request line: also those whose client
+        had given up waiting (a timeout on the client's side)."""
+        found: Counter[str] = Counter()
+        for match in ACCESS_5XX.finditer(self.log.read_text(errors="replace")):
+            found[f"{match['status']} {template(match['request'])}"] += 1
+        return found
+
     def tracebacks(self, limit: int = 3) -> list[str]:
         """The first distinct tracebacks in the server's log (the last 25 lines of each)."""
         found: list[str] = []
@@ -512,6 +523,8 @@ class Integrity:
     lr_problems: list[str] = field(default_factory=list)
     others_checked: int = 0
     status: str = ""
+    stop_seconds: float = 0.0  # from the stop's 202 to the run's final status
+    lags: list[float] = field(default_factory=list)  # applied_at - created_at of its commands
 
     @property
     def failures(self) -> list[str]:
@@ -525,11 +538,12 @@ class Integrity:
         return out
 
 
-def stop_run(server: Served, run_id: int, timeout: float = 120.0) -> str:
-    """Stop the training run and wait until it has (a final status)."""
+def stop_run(server: Served, run_id: int, timeout: float = 120.0) -> tuple[str, float]:
+    """Stop the training run and wait until it has; (its final status, seconds it took)."""
     server.post(f"/api/runs/{run_id}/commands", {"type": "stop"})
+    started = time.monotonic()
     server.wait_until(lambda: server.get(f"/api/runs/{run_id}")["status"] in TERMINAL, timeout)
-    return str(server.get(f"/api/runs/{run_id}")["status"])
+    return str(server.get(f"/api/runs/{run_id}")["status"]), time.monotonic() - started
 
 
 def stored_rates(server: Served, run_id: int, n: int, out: Integrity) -> dict[int, float]:
@@ -565,6 +579,11 @@ def check_events(events: list[dict[str, Any]], sent: set[int], out: Integrity, r
             continue
         if event["state"] == "applied":
             out.applied += 1
+            if event["applied_at"] and event["created_at"]:
+                applied = datetime.fromisoformat(event["applied_at"])
+                out.lags.append(
+                    (applied - datetime.fromisoformat(event["created_at"])).total_seconds()
+                )
             if event["step"] is None:
                 out.no_step.append(f"run {run_id} event {event['id']} ({event['type']})")
         elif event["state"] == "error":
@@ -593,7 +612,7 @@ def check_rates(events: list[dict[str, Any]], rates: dict[int, float], out: Inte
 
 def check_integrity(server: Served, run_id: int, commands: list[tuple[int, int, str]]) -> Integrity:
     out = Integrity()
-    out.status = stop_run(server, run_id)
+    out.status, out.stop_seconds = stop_run(server, run_id)
     n = int(server.get(f"/api/runs/{run_id}")["step"])
     rates = stored_rates(server, run_id, n, out)
     events = server.get(f"/api/runs/{run_id}/events")
@@ -616,12 +635,25 @@ def _ms(values: list[float], q: float) -> str:
     return f"{percentile(values, q) * 1e3:.0f}"
 
 
-def report(
-    args: argparse.Namespace, tally: Tally, window: tuple[float, float], integrity: Integrity,
-    cpu: dict[str, float], load: tuple[float, float], run_id: int,
-) -> list[str]:  # fmt: skip
+@dataclass
+class Measured:
+    """What one run of the script measured, for the report."""
+
+    run_id: int
+    tally: Tally
+    seconds: float  # the window's length
+    cpu: dict[str, float]  # share of one core: server, workers, clients
+    load: tuple[float, float]  # load average before and after
+    integrity: Integrity = field(default_factory=Integrity)
+    logged: Counter[str] = field(default_factory=Counter)  # 5xx in the server's access log
+
+
+def report(args: argparse.Namespace, m: Measured) -> list[str]:
     """Print the figures; returns the failures (5xx and integrity)."""
-    seconds = window[1] - window[0]
+    tally, integrity, cpu, load, logged, run_id = (
+        m.tally, m.integrity, m.cpu, m.load, m.logged, m.run_id
+    )  # fmt: skip
+    seconds = m.seconds
     viewers = round(args.clients * args.viewer_share)
     pace = f"at {args.pace:g} steps/s" if args.pace else "at full speed"
     print(f"bench/load.py: {args.clients} clients ({args.clients - viewers} users, {viewers} SSE "
@@ -650,9 +682,11 @@ def report(
     print(f"read latency over {len(reads)} reads: p50 {_ms(reads, 0.5)} ms, p95 "
           f"{_ms(reads, 0.95)} ms, p99 {_ms(reads, 0.99)} ms")  # fmt: skip
     fivexx = sum(count for count, _, _ in tally.server_errors.values())
-    print(f"5xx: {fivexx}")
+    print(f"5xx: {fivexx} seen by the clients, {sum(logged.values())} in the server's access log")
     for (method, route, code), (count, path, body) in sorted(tally.server_errors.items()):
         print(f"  {count} x {code} {method} {route}, e.g. {path}: {body}")
+    for line, count in sorted(logged.items()):
+        print(f"  logged: {count} x {line}")
     print(f"other errors (timeouts, connection errors): {sum(tally.errors.values())}")
     for what, count in sorted(tally.errors.items()):
         print(f"  {count} x {what}")
@@ -669,6 +703,9 @@ def report(
     print(f"  commands: {sent} accepted from the clients, {integrity.applied} applied (without a "
           f"step: {len(integrity.no_step)}), {integrity.closed} closed unapplied, "
           f"{len(integrity.pending)} pending, {len(integrity.missing)} missing")  # fmt: skip
+    print(f"  commands took effect (applied_at - created_at) after p50 {_ms(integrity.lags, 0.5)} "
+          f"ms, p99 {_ms(integrity.lags, 0.99)} ms, max {_ms(integrity.lags, 1)} ms; the final "
+          f"stop {integrity.stop_seconds:.1f} s")  # fmt: skip
     print(f"  set_lr: {integrity.lr_checked - len(integrity.lr_problems)}/{integrity.lr_checked}"
           " show as the rate of the step after the one they applied at")  # fmt: skip
     print(f"  other runs commanded: {integrity.others_checked} checked, applied commands without "
@@ -680,7 +717,7 @@ def report(
     print(f"  a step twice or out of order in one connection: {sse.repeats}; a gap: {sse.gaps}")
     for example in sse.examples:
         print(f"  {example}")
-    failures = [f"{fivexx} responses 5xx"] if fivexx else []
+    failures = [f"{max(fivexx, sum(logged.values()))} responses 5xx"] if fivexx or logged else []
     failures += integrity.failures
     if sse.repeats or sse.gaps:
         failures.append(f"SSE: {sse.repeats} repeated/out-of-order, {sse.gaps} gaps")
@@ -697,7 +734,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--think", type=float, default=1.0, help="mean seconds between actions")
     parser.add_argument("--pace", type=float, default=None, help="training run's steps/s cap")
     parser.add_argument("--workers", type=int, default=2, help="serve --workers")
-    parser.add_argument("--timeout", type=float, default=30.0, help="per request, seconds")
+    parser.add_argument("--timeout", type=float, default=60.0, help="per request, seconds")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--server-log", type=Path, help="keep the server's log in this file")
     args = parser.parse_args(argv)
@@ -723,12 +760,13 @@ def main(argv: list[str] | None = None) -> int:
             wall = window[1] - window[0]
             used = [(b - a) / wall for a, b in zip(cpu0, cpu1, strict=True)]
             cpu = {"server": used[0], "workers": sum(used[1:]), "clients": tally.cpu_seconds / wall}
-            integrity = check_integrity(server, run_id, tally.commands)
+            measured = Measured(run_id, tally, wall, cpu, (load0, load1))
+            measured.integrity = check_integrity(server, run_id, tally.commands)
         finally:
             server.close()
-        failures = report(args, tally, (window[0], window[1]), integrity, cpu, (load0, load1),
-                          run_id)  # fmt: skip
-        if tally.server_errors:
+        measured.logged = server.logged_5xx()
+        failures = report(args, measured)
+        if tally.server_errors or measured.logged:
             print(f"server log: {log}" if args.server_log else "server tracebacks:")
             for text in server.tracebacks():
                 print(text)
