@@ -135,6 +135,8 @@ def test_data_that_cannot_train_is_refused_at_creation(
     _write_csv(data / "ok.csv", 50)
     (data / "notes.txt").write_text("1,2,3\n")
     (data / "fake.npz").write_bytes(b"not a zip")
+    if not (data / "pandamode.db").exists():  # on PostgreSQL: a stand-in for the SQLite file
+        (data / "pandamode.db").write_bytes(b"SQLite format 3\x00")
     refused = {
         "text.csv": "non-numeric feature 'red'",
         "notes.txt": "not a dataset",
