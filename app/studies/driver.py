@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 
 import optuna
-from optuna.storages import BaseStorage
+from optuna.storages import BaseStorage, RDBStorage
 
 from app.crud import studies as crud_studies
 from app.db import Database
@@ -91,6 +91,8 @@ class StudyDriver:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        if isinstance(self._storage, RDBStorage):  # its own connection pool
+            self._storage.engine.dispose()
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
