@@ -59,6 +59,7 @@ bench: install-test
 	$(BIN)/python bench/long_runs.py
 	$(BIN)/python bench/run_page.py
 	$(BIN)/python bench/viewers.py
+	$(BIN)/python bench/load.py
 	$(BIN)/python bench/compare_page.py
 
 clean:
