@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from app import crud
 from app.api.commands import post_command
-from app.api.deps import DbDep, ReadSession, SettingsDep, run_or_404
+from app.api.deps import AlertId, DbDep, ReadSession, RunId, SettingsDep, run_or_404
 from app.api.responses import EventOut, RunOut
 from app.api.runs import fork_run
 from app.api.schemas import Command, ForkRequest
@@ -108,7 +108,9 @@ def dismiss(db: Database, run_id: int, alert_id: int) -> dict[str, Any]:
 
 
 @router.post("/{run_id}/alerts/{alert_id}/act", status_code=202, response_model=AlertActed)
-def act_on_alert(run_id: int, alert_id: int, db: DbDep, settings: SettingsDep) -> dict[str, Any]:
+def act_on_alert(
+    run_id: RunId, alert_id: AlertId, db: DbDep, settings: SettingsDep
+) -> dict[str, Any]:
     """Take the alert's suggested action: a ``set_lr``, ``pause`` or ``stop`` command (``command``
     in the answer, applied at the next step boundary) or a fork from a checkpoint with a new
     rate (``run``). 404: no such alert on this run; 409: already acted on or dismissed, or the
@@ -117,6 +119,6 @@ def act_on_alert(run_id: int, alert_id: int, db: DbDep, settings: SettingsDep) -
 
 
 @router.post("/{run_id}/alerts/{alert_id}/dismiss", response_model=AlertDismissed)
-def dismiss_alert(run_id: int, alert_id: int, db: DbDep) -> dict[str, Any]:
+def dismiss_alert(run_id: RunId, alert_id: AlertId, db: DbDep) -> dict[str, Any]:
     """Dismiss the alert (it stays in the events, no longer open). 404 / 409 as for ``act``."""
     return dismiss(db, run_id, alert_id)

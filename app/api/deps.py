@@ -56,6 +56,16 @@ def run_id_path(run_id: Annotated[int, Path(description="the run's id")]) -> int
 RunId = Annotated[int, Depends(run_id_path)]
 
 
+def alert_id_path(alert_id: Annotated[int, Path(description="the alert event's id")]) -> int:
+    """An alert (event) id from the path, 404 when no event can have it (as ``run_id_path``)."""
+    if not 1 <= alert_id <= MAX_DB_INT:
+        raise HTTPException(status_code=404, detail=f"alert {alert_id} not found")
+    return alert_id
+
+
+AlertId = Annotated[int, Depends(alert_id_path)]
+
+
 def run_or_404(session: Session, run_id: int) -> Run:
     """The run, or a 404 naming it (also for an id no run can have)."""
     run = crud.get_run(session, run_id) if 1 <= run_id <= MAX_DB_INT else None
