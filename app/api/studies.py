@@ -11,7 +11,7 @@ import secrets
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from app import crud
 from app.api.deps import MAX_DB_INT, DbDep, ReadSession, SettingsDep
@@ -43,6 +43,16 @@ MAX_SEED = 2**32 - 1
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+def _no_nul(name: str | None) -> str | None:
+    # PostgreSQL text cannot hold a NUL: refused here rather than failing in the driver.
+    if name is not None and "\x00" in name:
+        raise ValueError("name must not contain a NUL character")
+    return name
+
+
+Name = Annotated[str | None, Field(default=None, max_length=200), AfterValidator(_no_nul)]
 
 
 class Distribution(_Strict):
@@ -83,7 +93,7 @@ Pruner = Literal["median", "hyperband"]
 class StudyCreate(_Strict):
     """``POST /api/studies``: the base config, the space, and how to search it."""
 
-    name: str | None = Field(default=None, max_length=200)
+    name: Name = None
     config: RunConfig = Field(default_factory=RunConfig)
     space: dict[str, Distribution] = Field(min_length=1, max_length=32)
     # Trials in all (default 16; a grid's default and cap is its size).
@@ -113,7 +123,7 @@ class NarrowRequest(_Strict):
     """``POST /api/studies/{id}/narrow``: a study around the best ``k`` trials."""
 
     k: int = Field(default=3, ge=1, le=MAX_TRIALS)
-    name: str | None = Field(default=None, max_length=200)
+    name: Name = None
     n_trials: int | None = Field(default=None, ge=1, le=MAX_TRIALS)
     parallel: int | None = Field(default=None, ge=1, le=MAX_PARALLEL)
     sampler: Sampler | None = None
@@ -124,7 +134,7 @@ class NarrowRequest(_Strict):
 class ContinueBest(_Strict):
     """``POST /api/studies/{id}/continue-best``: optional name of the new run."""
 
-    name: str | None = Field(default=None, max_length=200)
+    name: Name = None
 
 
 class TrialOut(BaseModel):

@@ -230,6 +230,7 @@ def test_narrow_makes_a_linked_study_inside_the_parents_ranges(
     ("body", "loc"),
     [
         ({"surprise": 1}, ["body", "surprise"]),
+        ({"name": "a\x00b"}, ["body", "name"]),
         ({"space": {"nope": {"low": 0, "high": 1}}}, ["body", "space", "nope"]),
         ({"space": {"lr": {"low": 0.1, "high": 0.01}}}, ["body", "space", "lr", "high"]),
         ({"space": {"lr": {"low": 0.0, "high": 0.1, "log": True}}}, ["body", "space", "lr", "low"]),
