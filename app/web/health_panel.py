@@ -200,7 +200,7 @@ def health_context(session: Session, run_id: int) -> dict[str, Any]:
         raise HTTPException(status_code=404, detail=f"run {run_id} not found")
     run = crud.serialize_run(model)
     config = run["config"]
-    every = int(config.get("health_every", present.DEFAULTS.get("health_every", 10)) or 0)
+    every = int(config.get("health_every", present.DEFAULTS["health_every"]) or 0)
     rows = health_series(session, run_id, every=every or 1, max_steps=MAX_STEPS)
     latest_step = max((int(r[0]) for r in rows), default=None)
     latest = [r for r in rows if int(r[0]) == latest_step]
