@@ -221,8 +221,13 @@ def steps_left(session: Session, run_id: int, committed: int) -> int | None:
 
 
 def event_payload(ev: Event) -> dict[str, Any]:
-    """The event's payload as a dict."""
-    return json.loads(ev.payload or "{}")
+    """The event's payload as a dict; ``{}`` for a row written past the API whose payload is not
+    a JSON object (the worker then records the command's error instead of failing the run)."""
+    try:
+        data = json.loads(ev.payload or "{}")
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def command_state(ev: Event) -> CommandState:

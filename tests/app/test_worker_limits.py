@@ -19,7 +19,7 @@ from sqlalchemy import text, update
 
 from app import crud
 from app.db import Database
-from app.models import Run
+from app.models import Event, Run
 from app.settings import Settings
 from app.worker.session import RunSession
 
@@ -37,6 +37,9 @@ def test_a_malformed_step_command_is_an_error_on_it_not_a_failed_run(
     with db.write() as s:  # rows the API would refuse, written straight into the table
         for payload in ({"n": "x"}, {}, {"n": None}, {"n": 2.5}, {"n": True}):
             crud.record_command(s, rid, "step", payload)
+        for raw in ("[5]", "{not json"):
+            row = crud.record_command(s, rid, "step", {"n": 5})
+            s.execute(update(Event).where(Event.id == row.id).values(payload=raw))
     step_now = client.get(f"/api/runs/{rid}").json()["step"]
 
     def applied() -> list[dict[str, Any]]:
@@ -45,7 +48,7 @@ def test_a_malformed_step_command_is_an_error_on_it_not_a_failed_run(
         return steps if all(e["step"] is not None for e in steps) else []
 
     steps = wait(applied, what="the step commands applied")
-    assert len(steps) == 5 and all("step rejected" in (e["error"] or "") for e in steps)
+    assert len(steps) == 7 and all("step rejected" in (e["error"] or "") for e in steps)
     wait(lambda: client.get(f"/api/runs/{rid}").json()["step"] > step_now + 50)
     assert client.get(f"/api/runs/{rid}").json()["status"] == "running"
 
