@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 from app.settings import Settings
 
@@ -23,12 +24,30 @@ DEFAULT_RAM_SHARE = 0.5
 PROCESS_HEADROOM = 2 * 2**30
 
 
+# A container's memory limit (cgroup v2, then v1): in Docker the machine's RAM is not ours.
+CGROUP_LIMIT_FILES = (
+    Path("/sys/fs/cgroup/memory.max"),
+    Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"),
+)
+
+
 def physical_memory() -> int | None:
-    """Bytes of RAM in this machine, or None where the OS does not say."""
+    """Bytes of RAM this process may use: the machine's, or its container's limit when lower;
+    None where the OS does not say."""
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        ram: int | None = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, OSError, ValueError):
-        return None
+        ram = None
+    for path in CGROUP_LIMIT_FILES:
+        try:
+            text = path.read_text().strip()
+        except OSError:
+            continue
+        if text.isascii() and text.isdigit():  # "max" means no limit
+            limit = int(text)
+            ram = limit if ram is None else min(ram, limit)
+        break
+    return ram
 
 
 def run_memory_limit(settings: Settings) -> int | None:

@@ -37,4 +37,18 @@ def test_the_run_limit_defaults_to_half_the_ram_per_worker(
 def test_the_real_machine_has_a_limit() -> None:
     ram = limits.physical_memory()
     assert ram is not None and ram > 2**28
-    assert limits.run_memory_limit(Settings(workers=1)) == ram // 2
+    assert limits.run_memory_limit(Settings(workers=1)) == int(ram * limits.DEFAULT_RAM_SHARE)
+
+
+def test_a_container_limit_below_the_ram_is_the_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cgroup = tmp_path / "memory.max"
+    monkeypatch.setattr(limits, "CGROUP_LIMIT_FILES", (cgroup,))
+    cgroup.write_text("max\n")
+    unlimited = limits.physical_memory()
+    cgroup.write_text(f"{2**30}\n")
+    assert limits.physical_memory() == 2**30
+    assert limits.run_memory_limit(Settings(data_dir=tmp_path, workers=1)) == 2**29
+    cgroup.write_text(f"{2**62}\n")  # above the RAM: the RAM
+    assert limits.physical_memory() == unlimited
