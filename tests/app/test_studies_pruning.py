@@ -54,3 +54,36 @@ def test_a_pruned_trial_stops_early_with_its_reason(
     assert stops[0]["study_id"] == sid and stops[0]["trial"] == 3
     paces = [e for e in events if e["type"] == "set_pace"]
     assert paces and paces[0]["steps_per_second"] == 400
+
+
+def test_a_hyperband_study_ends_every_trial_complete_or_pruned(
+    client: TestClient,
+    tiny: dict[str, Any],
+    start_worker: Callable[[str], Any],
+    wait: Callable[..., Any],
+) -> None:
+    body = {
+        "config": {**tiny, "max_steps": 300, "eval_every": 20},
+        "space": {"lr": {"choices": [0.03, 0.05, BAD_LR]}},
+        "sampler": "grid",
+        "parallel": 2,
+        "pruner": "hyperband",
+        "pace": 600,
+        "seed": 5,
+    }
+    created = client.post("/api/studies", json=body)
+    assert created.status_code == 201, created.text
+    sid = created.json()["id"]
+    start_worker("w1")
+    start_worker("w2")
+
+    def study() -> dict[str, Any]:
+        return client.get(f"/api/studies/{sid}").json()
+
+    wait(lambda: study()["status"] == "finished", timeout=150, what="study finished")
+    trials = study()["trials"]
+    assert len(trials) == 3
+    for t in trials:
+        assert (t["state"], t["status"]) in {("complete", "finished"), ("pruned", "stopped")}
+        if t["state"] == "pruned":
+            assert t["pruned_reason"].startswith("pruned by hyperband")
