@@ -372,7 +372,7 @@ def _file_shape(cfg: RunConfig, path: Path) -> DataShape:
     if path.stat().st_size <= EXACT_CHECK_BYTES:
         try:
             x, y = read_csv(path) if suffix == ".csv" else read_npz(path)
-        except (OSError, UnicodeDecodeError, zipfile.BadZipFile, EOFError) as exc:
+        except (OSError, UnicodeDecodeError, csv.Error, zipfile.BadZipFile, EOFError) as exc:
             raise ValueError(f"{path.name} is not a readable {suffix[1:]} file: {exc}") from None
         # Every check the worker's load makes, except batch_size and train_subset, which the
         # caller reports against their own fields.
@@ -382,7 +382,7 @@ def _file_shape(cfg: RunConfig, path: Path) -> DataShape:
     peek = _peek_csv if suffix == ".csv" else _peek_npz
     try:
         return peek(cfg, path)
-    except (OSError, UnicodeDecodeError, zipfile.BadZipFile, EOFError) as exc:
+    except (OSError, UnicodeDecodeError, csv.Error, zipfile.BadZipFile, EOFError) as exc:
         raise ValueError(f"{path.name} is not a readable {suffix[1:]} file: {exc}") from None
 
 

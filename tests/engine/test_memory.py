@@ -140,8 +140,19 @@ def test_npz_headers_are_read_without_loading(
         inspect_dataset(RunConfig(dataset=str(path)))
 
 
-def test_files_that_are_not_datasets(tmp_path: Path) -> None:
-    for name, content in (("run.db", b"SQLite format 3\x00"), ("x.npz", b"nope"), ("e.csv", b"")):
+@pytest.mark.parametrize("big", [False, True], ids=["exact", "peeked"])
+def test_files_that_are_not_datasets(
+    big: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if big:
+        monkeypatch.setattr(engine.data, "EXACT_CHECK_BYTES", 0)
+    for name, content in (
+        ("run.db", b"SQLite format 3\x00"),
+        ("x.npz", b"nope"),
+        ("e.csv", b""),
+        ("long.csv", b"a" * 200_000 + b"\n"),  # one field past the csv module's limit
+        ("bin.csv", bytes(range(256)) * 10),
+    ):
         (tmp_path / name).write_bytes(content)
         with pytest.raises(ValueError):
             inspect_dataset(RunConfig(dataset=str(tmp_path / name)))
