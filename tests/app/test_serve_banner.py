@@ -87,3 +87,10 @@ def test_uvicorn_access_log_redacts_the_token(
     line = stream.getvalue()
     assert "abc123" not in line
     assert f"/?token={REDACTED}" in line and "303" in line
+
+
+def test_allowed_hosts_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PANDAMODE_ALLOWED_HOSTS", raising=False)
+    args = cli._parser().parse_args(["serve", "--allowed-hosts", "dash.example,*.corp.example"])
+    assert cli._settings(args).allowed_hosts == "dash.example,*.corp.example"
+    assert cli.main(["serve", "--allowed-hosts", "a b"]) == cli.EXIT_BAD_INPUT
