@@ -113,6 +113,9 @@ def test_a_trial_is_an_ordinary_run_pause_it_and_set_its_lr(
     assert _get(client, sid)["trials"][0]["status"] == "running"
     events = client.get(f"/api/runs/{rid}/events").json()
     assert [e["type"] for e in events if e["source"] == "user"][:3] == ["pause", "set_lr", "resume"]
+    page = client.get(f"/runs/{rid}")
+    assert page.status_code == 200 and f"study {sid} · trial 0" in page.text, "the run page"
+    assert client.get(f"/api/runs/{rid}/checkpoints").json(), "checkpoints as any run"
     fork = client.post(f"/api/runs/{rid}/fork", json={"step": run()["step"]})
     assert fork.status_code == 201, "a trial forks like any run"
     assert fork.json()["study_id"] is None, "a fork of a trial is no trial of the study"
