@@ -90,6 +90,8 @@ def test_page_renders_settings_data_and_no_js_hx_vals(client: TestClient) -> Non
         "train_acc",
         "val_loss",
         "val_acc",
+        "train_eval_loss",
+        "train_eval_acc",
     ]
     assert data["active"] == ["queued", "running", "paused"]
     assert data["classes"] == 2
