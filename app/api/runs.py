@@ -77,9 +77,10 @@ def list_checkpoints(run_id: RunId, s: ReadSession) -> list[dict[str, Any]]:
 
 @router.post("/{run_id}/fork", status_code=201, response_model=RunOut)
 def fork_run(run_id: RunId, body: ForkRequest, db: DbDep, settings: SettingsDep) -> dict[str, Any]:
-    """A new run continuing from the checkpoint at or before ``step``, with config overrides;
-    ``more_steps`` N makes it train N steps after the fork step. It goes on at the parent's rate
-    at the fork step unless a new ``lr`` is given (app/crud/fork_rates.py)."""
+    """A new run continuing from the checkpoint at ``step`` (409 if there is none there; with
+    ``nearest``, the newest at or before it), with config overrides; ``more_steps`` N makes it
+    train N steps after the fork step. It goes on at the parent's rate at the fork step unless a
+    new ``lr`` is given (app/crud/fork_rates.py)."""
     for key in body.overrides:
         if key in FROZEN_ON_FORK:
             raise invalid(
@@ -94,9 +95,13 @@ def fork_run(run_id: RunId, body: ForkRequest, db: DbDep, settings: SettingsDep)
         config = stored_config(merged, settings, ("body", "overrides"))
         new_lr = body.overrides.get("lr")
         new_lr = float(new_lr) if new_lr is not None else None
+        if not body.nearest:
+            _require_checkpoint_at(s, run_id, body.step)
         child = crud.fork_run(s, parent, step=body.step, config=config, name=body.name, lr=new_lr)
         if child is None:
             raise _no_checkpoint(run_id, body.step)
+        if not body.nearest and child.parent_step != body.step:  # damaged: rolled back
+            raise _not_at(s, run_id, body.step)
         if body.more_steps is not None and child.parent_step is not None:
             # A damaged newest checkpoint was skipped: count the steps from the one used.
             config["max_steps"] = child.parent_step + body.more_steps
@@ -104,6 +109,25 @@ def fork_run(run_id: RunId, body: ForkRequest, db: DbDep, settings: SettingsDep)
         settle_fork_rate(s, parent, child, new_lr=new_lr)
         s.flush()
         return crud.serialize_run(child)
+
+
+def _require_checkpoint_at(s: Session, run_id: int, step: int) -> None:
+    """409 unless the run has a checkpoint at exactly ``step`` (read without any state)."""
+    if crud.checkpoint_step_at_or_before(s, run_id, step) != step:
+        raise _not_at(s, run_id, step)
+
+
+def _not_at(s: Session, run_id: int, step: int) -> HTTPException:
+    steps = [c["step"] for c in crud.list_checkpoints(s, run_id)]
+    before = max((k for k in steps if k < step), default=None)
+    after = min((k for k in steps if k > step), default=None)
+    near = " and ".join(str(k) for k in (before, after) if k is not None) or "none"
+    return HTTPException(
+        status_code=409,
+        detail=f"run {run_id} has no usable checkpoint at step {step} (it may have been "
+        f"thinned out since the list was shown); the nearest are at steps {near}; "
+        '"nearest": true forks from the newest at or before it',
+    )
 
 
 def _no_checkpoint(run_id: int, step: int) -> HTTPException:

@@ -115,7 +115,12 @@ MAX_MORE_STEPS = 10_000_000
 
 
 class ForkRequest(_Strict):
-    """``POST /api/runs/{id}/fork``: continue from the checkpoint at or before ``step``.
+    """``POST /api/runs/{id}/fork``: continue from the checkpoint at ``step``.
+
+    The checkpoint must exist at exactly that step (409 otherwise, naming the nearest ones): a
+    step picked from the checkpoint list may have been thinned since the list was shown, and
+    going on from another step silently would not be what the user chose. ``nearest: true``
+    takes the newest checkpoint at or before ``step`` instead (e.g. a step read off the chart).
 
     ``more_steps`` N: train N steps after the fork step (the child's ``max_steps`` becomes the
     fork step + N), e.g. to go on with a run that finished; an explicit ``overrides.max_steps``
@@ -123,6 +128,7 @@ class ForkRequest(_Strict):
     """
 
     step: int = Field(ge=0, le=INT64_MAX)
+    nearest: bool = False
     overrides: dict[str, Any] = Field(default_factory=dict)
     name: str | None = Field(default=None, max_length=200)
     more_steps: int | None = Field(default=None, ge=1, le=MAX_MORE_STEPS, strict=True)

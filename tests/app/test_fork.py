@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 
 from app import crud
 from app.db import Database
-from app.models import Metric
+from app.models import Checkpoint, Metric
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -30,7 +30,11 @@ def test_fork_continues_bit_for_bit_and_links_parent(
     parent = _paused_parent(client, wait, tiny)
     ckpts = [c["step"] for c in client.get(f"/api/runs/{parent}/checkpoints").json()]
     assert 100 in ckpts and 200 in ckpts
-    response = client.post(f"/api/runs/{parent}/fork", json={"step": 150, "name": "again"})
+    exact = client.post(f"/api/runs/{parent}/fork", json={"step": 150, "name": "again"})
+    assert exact.status_code == 409, "no checkpoint at 150: no silent fallback to another step"
+    assert "nearest are at steps 100 and 200" in exact.json()["detail"]
+    body = {"step": 150, "name": "again", "nearest": True}
+    response = client.post(f"/api/runs/{parent}/fork", json=body)
     assert response.status_code == 201, response.text
     child = response.json()
     assert child["parent_id"] == parent and child["parent_step"] == 100
@@ -168,3 +172,27 @@ def test_an_old_fork_with_copied_rows_reads_the_same(db: Database) -> None:
         assert [r[0] for r in rows] == list(range(1, 81))
         assert [r[3] for r in rows] == [1.0] * 50 + [2.0] * 30
         assert crud.count_metrics(s, child_id) == 80
+
+
+def test_fork_of_a_checkpoint_thinned_since_the_list_was_shown_is_409(
+    client: TestClient, worker: object, wait: Callable[..., Any], tiny: dict[str, Any], db: Database
+) -> None:
+    """The user picked step 200 from the list; thinning removed it meanwhile: 409, not a fork
+    from 100 that the user never chose (and nothing is created)."""
+    parent = _paused_parent(client, wait, tiny)
+    listed = [c["step"] for c in client.get(f"/api/runs/{parent}/checkpoints").json()]
+    assert 200 in listed
+    runs_before = len(client.get("/api/runs").json())
+    with db.write() as s:
+        s.execute(delete(Checkpoint).where(Checkpoint.run_id == parent, Checkpoint.step == 200))
+    response = client.post(f"/api/runs/{parent}/fork", json={"step": 200})
+    assert response.status_code == 409 and "step 200" in response.json()["detail"]
+    assert len(client.get("/api/runs").json()) == runs_before
+    with db.write() as s:  # a damaged checkpoint at the step is no better than none
+        s.execute(
+            update(Checkpoint)
+            .where(Checkpoint.run_id == parent, Checkpoint.step == 100)
+            .values(state=b"flipped")
+        )
+    assert client.post(f"/api/runs/{parent}/fork", json={"step": 100}).status_code == 409
+    assert len(client.get("/api/runs").json()) == runs_before
