@@ -38,7 +38,7 @@ router = APIRouter(prefix="/api/studies", tags=["studies"])
 MAX_TRIALS = 1000
 MAX_PARALLEL = 64
 DEFAULT_TRIALS = 16
-MAX_SEED = 2**32 - 1
+MAX_SEED = 2**31 - 1  # stored in an INTEGER column (32-bit on PostgreSQL)
 
 
 class _Strict(BaseModel):

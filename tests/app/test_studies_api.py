@@ -115,9 +115,11 @@ def test_a_trial_is_an_ordinary_run_pause_it_and_set_its_lr(
     assert [e["type"] for e in events if e["source"] == "user"][:3] == ["pause", "set_lr", "resume"]
     page = client.get(f"/runs/{rid}")
     assert page.status_code == 200 and f"study {sid} · trial 0" in page.text, "the run page"
-    assert client.get(f"/api/runs/{rid}/checkpoints").json(), "checkpoints as any run"
-    fork = client.post(f"/api/runs/{rid}/fork", json={"step": run()["step"]})
-    assert fork.status_code == 201, "a trial forks like any run"
+    checkpoints = client.get(f"/api/runs/{rid}/checkpoints").json()
+    assert checkpoints, "checkpoints as any run"
+    assert checkpoints[0]["step"] == 0, "a run's first checkpoint, never thinned out"
+    fork = client.post(f"/api/runs/{rid}/fork", json={"step": 0})
+    assert fork.status_code == 201, fork.text
     assert fork.json()["study_id"] is None, "a fork of a trial is no trial of the study"
 
 
@@ -247,6 +249,7 @@ def test_narrow_makes_a_linked_study_inside_the_parents_ranges(
         ({"parallel": 0}, ["body", "parallel"]),
         ({"parallel": 65}, ["body", "parallel"]),
         ({"mode": "pbt"}, ["body", "mode"]),
+        ({"seed": 2**31}, ["body", "seed"]),
         ({"config": {"lr": -1}}, ["body", "config", "lr"]),
     ],
 )
