@@ -45,6 +45,7 @@ from app.web import (
     pictures,
     run_page,
     runs_list,
+    studies,
 )
 from app.web.fragments import Fragments
 from app.worker.supervisor import Supervisor
@@ -123,6 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(lr_find.router)
     app.include_router(checks.router)
     app.include_router(alerts.router)
+    app.include_router(studies.router)  # /studies pages (caviar mode)
     app.add_middleware(
         TokenGuard,
         token=settings.token,

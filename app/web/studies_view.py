@@ -1,0 +1,192 @@
+"""What the study pages show, read in one short transaction: the list of studies, and one
+study with its trials (sorted as asked), their curves and the plots (app/web/studies_plots.py).
+
+The trials are the API's own trial objects (``crud.studies.serialize_study``), so the page and
+``GET /api/studies/{id}`` cannot disagree. Nothing here writes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.crud import studies as crud_studies
+from app.models import Metric, Study
+from app.studies import MODES
+from app.studies.space import Param, space_from_json
+from app.web import present
+from app.web import studies_plots as plots
+
+ACTIVE = ("running", "paused", "stopping")
+"""Study statuses in which the page still changes (then its live part refreshes itself)."""
+
+BASE_SORTS = ("number", "status", "step", "best_val_loss", "best_val_acc")
+"""Table columns one can sort by besides the searched fields (``p.<field>``)."""
+
+MAX_CURVES = 100
+"""Trials drawn on the curves chart (the best ones when there are more): a chart with more
+lines is a grey blur, and each line costs the page a polyline."""
+
+CURVE_POINTS = 200
+"""Points per curve at most (a long trial's evaluations are thinned, keeping its minimum)."""
+
+
+class BadSort(ValueError):
+    """A sort key the table does not have (a 422 naming ``sort``)."""
+
+
+# -- the list ------------------------------------------------------------------------------------
+
+
+def list_context(session: Session) -> dict[str, Any]:
+    """What ``_studies_table.html`` needs: every study with its done/total and best trial."""
+    studies = []
+    for study in crud_studies.list_studies(session):
+        rows = crud_studies.trials_of(session, study.id)
+        out = crud_studies.serialize_study(study, rows, with_trials=False)
+        out["done"] = sum(1 for t, _ in rows if t.state is not None)
+        out["created"] = len(rows)
+        studies.append(out)
+    return {"studies": studies, "any_active": any(s["status"] in ACTIVE for s in studies)}
+
+
+# -- one study -----------------------------------------------------------------------------------
+
+
+def _sort_value(trial: dict[str, Any], key: str) -> tuple[int, Any]:
+    """(missing?, value): a missing or non-finite value sorts last in either direction."""
+    value = trial["params"].get(key[2:]) if key.startswith("p.") else trial[key]
+    if isinstance(value, bool) or value is None:
+        return (1, 0) if value is None else (0, int(value))
+    if isinstance(value, int | float):
+        return (0, float(value)) if math.isfinite(value) else (1, 0)
+    return (0, str(value)) if isinstance(value, str) else (0, plots.choice_label(value))
+
+
+def sort_trials(
+    trials: Sequence[dict[str, Any]], key: str, descending: bool, fields: Sequence[str]
+) -> list[dict[str, Any]]:
+    """The trials sorted by ``key`` (a base column or ``p.<field>``); ties by trial number.
+    Missing values (no evaluation yet, a NaN loss) come last either way."""
+    if key not in BASE_SORTS and key not in {f"p.{f}" for f in fields}:
+        allowed = ", ".join([*BASE_SORTS, *(f"p.{f}" for f in fields)])
+        raise BadSort(f"sort: {key!r} is not a column of the trials table (one of {allowed})")
+    have = [t for t in trials if _sort_value(t, key)[0] == 0]
+    missing = [t for t in trials if _sort_value(t, key)[0] == 1]
+    have.sort(key=lambda t: t["number"])
+    have.sort(key=lambda t: _sort_value(t, key)[1], reverse=descending)
+    return have + sorted(missing, key=lambda t: t["number"])
+
+
+def _thin(points: list[tuple[int, float]], most: int) -> list[tuple[int, float]]:
+    """At most about ``most`` points: per bucket the lowest loss (what a loss curve is read
+    for) and the bucket's last point; a NaN is kept, since it breaks the line."""
+    if len(points) <= most:
+        return points
+    size = math.ceil(len(points) / (most // 2))
+    out: list[tuple[int, float]] = []
+    for i in range(0, len(points), size):
+        bucket = points[i : i + size]
+        bad = [p for p in bucket if not math.isfinite(p[1])]
+        good = [p for p in bucket if math.isfinite(p[1])]
+        keep = {bad[0]} if bad else set()
+        if good:
+            keep.add(min(good, key=lambda p: p[1]))
+        keep.add(bucket[-1])
+        out.extend(sorted(keep))
+    return out
+
+
+def curves(session: Session, run_ids: Sequence[int]) -> dict[int, list[tuple[int, float]]]:
+    """Each run's validation loss at its evaluations (NaN where it was not finite: SQLite
+    stores a NaN as NULL beside a set accuracy)."""
+    if not run_ids:
+        return {}
+    stmt = (
+        select(Metric.run_id, Metric.step, Metric.val_loss)
+        .where(Metric.run_id.in_(list(run_ids)), Metric.val_acc.is_not(None))
+        .order_by(Metric.run_id, Metric.step)
+    )
+    out: dict[int, list[tuple[int, float]]] = {rid: [] for rid in run_ids}
+    for run_id, step, loss in session.execute(stmt):
+        out[int(run_id)].append((int(step), math.nan if loss is None else float(loss)))
+    return {rid: _thin(points, CURVE_POINTS) for rid, points in out.items()}
+
+
+def _drawn(trials: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The trials whose curves are drawn: all, or the MAX_CURVES best."""
+    if len(trials) <= MAX_CURVES:
+        return list(trials)
+    return sort_trials(trials, "best_val_loss", False, [])[:MAX_CURVES]
+
+
+def _param_columns(params: Sequence[Param]) -> list[dict[str, Any]]:
+    """The table's columns of searched fields: name, scale note, sort key."""
+    cols = []
+    for p in params:
+        note = {"one_minus": "log 1\u2212x", "choices": "choices"}.get(
+            p.kind, "log" if p.log else "linear"
+        )
+        cols.append({"field": p.field, "note": note, "key": f"p.{p.field}"})
+    return cols
+
+
+def trial_cell(value: Any) -> str:
+    """A sampled value in the table: numbers by app.web.present.number, choices as JSON."""
+    if isinstance(value, float):
+        return present.number(value)
+    return plots.choice_label(value)
+
+
+def study_context(
+    session: Session, study_id: int, sort: str = "number", descending: bool = False
+) -> dict[str, Any] | None:
+    """Everything the study page's live part shows (None: no such study)."""
+    model = crud_studies.get_study(session, study_id)
+    if model is None:
+        return None
+    rows = crud_studies.trials_of(session, study_id)
+    study = crud_studies.serialize_study(model, rows)
+    params = space_from_json(study["space"])
+    fields = [p.field for p in params]
+    trials = sort_trials(study["trials"], sort, descending, fields)
+    for t in trials:
+        t["cells"] = [trial_cell(t["params"].get(f)) for f in fields]
+    best = study["best"]
+    best_number = best["number"] if best else None
+    drawn = _drawn(study["trials"])
+    parent = (
+        session.get(Study, model.parent_study_id) if model.parent_study_id is not None else None
+    )
+    children = list(session.scalars(select(Study).where(Study.parent_study_id == study_id)))
+    done = sum(1 for t in study["trials"] if t["state"] != "running")
+    return {
+        "study": study,
+        "trials": trials,
+        "columns": _param_columns(params),
+        "sort": sort,
+        "descending": descending,
+        "best": best,
+        "done": done,
+        "active": study["status"] in ACTIVE,
+        "parent": parent,
+        "children": children,
+        "best_plot": plots.best_so_far(study["trials"], best_number),
+        "param_plots": [plots.against_param(p, study["trials"], best_number) for p in params],
+        "parallel": plots.parallel(params, study["trials"], best_number),
+        "curves_plot": plots.loss_curves(
+            drawn, curves(session, [t["run_id"] for t in drawn]), best_number
+        ),
+        "curves_capped": len(drawn) < len(study["trials"]),
+        "max_curves": MAX_CURVES,
+    }
+
+
+def modes() -> list[str]:
+    """Study modes the server's driver can run (``pbt`` once population-based training is
+    registered, app/studies/driver.py)."""
+    return sorted(MODES)
