@@ -163,7 +163,9 @@ def _locate(loc: Sequence[Any], msg: str, from_advanced: set[str]) -> FieldError
         if len(parts) == 1:
             msg = "tick at least one field to search" if "at least 1" in msg else msg
             return FieldError("space", "space", msg)
-        return FieldError(".".join(parts), f"search.{parts[1]}", msg)
+        if len(parts) > 2 and parts[2] in ("low", "high", "choices"):
+            msg = f"{parts[2]}: {msg}"  # the row has several inputs: say which
+        return FieldError(".".join(parts[:3]), f"search.{parts[1]}", msg)
     if parts[0] == "seed":
         return FieldError("seed", "study_seed", msg)
     return FieldError(".".join(parts), parts[0] if parts[0] in STUDY_FIELDS else None, msg)
@@ -178,6 +180,14 @@ def build(values: Mapping[str, str], ticked: Sequence[str]) -> tuple[api.StudyCr
     base = NewRunForm.model_validate({k: values[k] for k in NewRunForm.model_fields if k in values})
     config, from_advanced = new_run_form._config(base)
     body: dict[str, Any] = {"config": config, "space": space_from_form(values, ticked)}
+    not_numbers = [
+        FieldError(f"space.{f}.{key}", f"search.{f}", f"{key}: {dist[key]!r} is not a number")
+        for f, dist in body["space"].items()
+        for key in ("low", "high")
+        if isinstance(dist.get(key), str)
+    ]
+    if not_numbers:
+        raise FormInvalid(not_numbers)
     if base.name.strip():
         body["name"] = base.name.strip()
     if base.pace.strip():

@@ -125,21 +125,42 @@ class Scale:
         return min(max((t - self.lo) / (self.hi - self.lo), -0.02), 1.02)
 
     def ticks(self, count: int = 5) -> list[tuple[float, str]]:
-        """(fraction, label) of evenly spaced ticks (whole decades on a log axis that spans
-        two or more)."""
+        """(fraction, label) of about ``count`` round ticks: 1-2-5 steps on a linear axis,
+        decades (or 1, 2, 5 times a decade when the axis spans less than two) on a log one."""
         if self.kind == "category":
             n = len(self.categories)
             return [((i + 0.5) / n, c) for i, c in enumerate(self.categories)]
-        if self.kind == "log" and self.hi - self.lo >= 2:
-            first, last = math.ceil(self.lo), math.floor(self.hi)
-            every = max(1, math.ceil((last - first + 1) / 7))
-            return [((d - self.lo) / (self.hi - self.lo), present.number(10.0**d))
-                    for d in range(first, last + 1, every)]  # fmt: skip
-        out = []
-        for k in range(count):
-            t = self.lo + (self.hi - self.lo) * k / (count - 1)
-            out.append((k / (count - 1), present.number(10.0**t if self.kind == "log" else t)))
-        return out
+        if self.kind == "log":
+            lo, hi = self.lo - 1e-9, self.hi + 1e-9  # 1 - 0.999 is 0.0010000000000000009
+            values = [10.0**d for d in range(math.ceil(lo), math.floor(hi) + 1)]
+            if hi - lo < 2:
+                decades = range(math.floor(lo), math.ceil(hi) + 1)
+                values = [m * 10.0**d for d in decades for m in (1, 2, 5)]
+                values = [v for v in values if lo <= math.log10(v) <= hi]
+            if len(values) < 3:  # less than a decade: round values, placed on the log axis
+                values = [v for v in _nice(10.0**self.lo, 10.0**self.hi, count) if v > 0]
+            every = max(1, math.ceil(len(values) / 7))
+            return [(self._at(math.log10(v)), present.number(v)) for v in values[::every]]
+        return [(self._at(v), present.number(v)) for v in _nice(self.lo, self.hi, count)]
+
+    def _at(self, t: float) -> float:
+        return (t - self.lo) / (self.hi - self.lo)
+
+
+def _nice(lo: float, hi: float, count: int) -> list[float]:
+    """Round values (multiples of 1, 2 or 5 times a power of ten) from lo to hi, about
+    ``count`` of them."""
+    raw = (hi - lo) / max(count - 1, 1)
+    if not raw > 0:
+        return [lo]
+    magnitude = 10.0 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+    first = math.ceil(lo / step - 1e-9)
+    out = []
+    for k in range(first, first + count + 2):
+        if k * step <= hi + step * 1e-9:
+            out.append(round(k * step, 12))
+    return out
 
 
 def _finite(value: Any) -> float | None:
@@ -232,7 +253,9 @@ def best_so_far(trials: Sequence[dict[str, Any]], best_number: int | None) -> Ch
     y = loss_scale([t["best_val_loss"] for t in scored])
     x = span([t["number"] for t in trials], log=False, pad=0.03)
     _axis_ticks(chart, x, y)
-    chart.x_ticks = [t for t in chart.x_ticks if t.label.replace(".", "").isdigit()]
+    every = max(1, math.ceil((max(t["number"] for t in trials) + 1) / 10))
+    chart.x_ticks = [Tick(chart.px(x.frac(n) or 0.0), str(n))
+                     for n in range(0, max(t["number"] for t in trials) + 1, every)]  # fmt: skip
     points: list[str] = []
     best = math.inf
     for t in sorted(scored, key=lambda t: t["number"]):
@@ -348,12 +371,12 @@ def parallel(
     params: Sequence[Param], trials: Sequence[dict[str, Any]], best_number: int | None
 ) -> Parallel:
     """Every evaluated trial as a line across the axes of its settings and its result."""
-    top, height = 28, 260
+    top, height = 28, 280
     bottom = height - 24
     n_axes = len(params) + 1
-    width = max(WIDTH, 130 * n_axes)
-    gap = (width - 2 * 70) / max(n_axes - 1, 1)
-    xs = [70 + i * gap for i in range(n_axes)]
+    width = max(960, 180 * n_axes)
+    gap = (width - 2 * 90) / max(n_axes - 1, 1)
+    xs = [90 + i * gap for i in range(n_axes)]
     scored = [t for t in trials if _finite(t["best_val_loss"]) is not None]
     scales = [param_scale(p) for p in params]
     y_loss = loss_scale([t["best_val_loss"] for t in scored])
