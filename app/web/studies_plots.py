@@ -187,7 +187,7 @@ def loss_scale(values: Sequence[Any]) -> Scale:
     """The loss axis: log when every finite value is positive (losses span decades)."""
     finite = [x for x in (_finite(v) for v in values) if x is not None]
     log = bool(finite) and all(x > 0 for x in finite)
-    return span(finite, log=log)
+    return span(finite, log=log, pad=0.08)
 
 
 def param_scale(param: Param) -> Scale:
@@ -385,10 +385,10 @@ def parallel(
         return bottom - frac * (bottom - top)
 
     axes = [
-        Axis(x, param_label(p), [Tick(py(f), label) for f, label in s.ticks(3)])
+        Axis(x, param_label(p), [Tick(py(f), label) for f, label in s.ticks()])
         for x, p, s in zip(xs, params, scales, strict=False)
     ]
-    axes.append(Axis(xs[-1], "best val loss", [Tick(py(f), lb) for f, lb in y_loss.ticks(3)]))
+    axes.append(Axis(xs[-1], "best val loss", [Tick(py(f), lb) for f, lb in y_loss.ticks()]))
     ranked = sorted(scored, key=lambda t: (t["best_val_loss"], t["number"]))
     lines = []
     for rank, t in reversed(list(enumerate(ranked))):  # the worst first, the best on top

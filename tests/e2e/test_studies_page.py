@@ -3,13 +3,14 @@ the plots, open a trial and pause it like any run, continue the best into a run 
 
 A server of its own (two workers, the study's ``parallel``), so the other browser tests' runs
 cannot hold its workers. Screenshots go to ``PANDAMODE_SCREENSHOTS`` (default: the test's
-tmp_path) for a person to look at.
+tmp_path) for a person to look at; the study page's also to docs/study.png (see SCREENSHOT).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,10 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import get_json, serve
+
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "study.png"
+"""The README's picture of a study page: rewritten only with UPDATE_SCREENSHOT=1 or when
+missing, so a test run never dirties the tree (as docs/screenshot.png, test_run_page.py)."""
 
 
 @pytest.fixture
@@ -57,6 +62,7 @@ def test_create_watch_nurse_and_continue_a_study(
     form.locator("input[name=parallel]").fill("2")
     page.click("#new-study button[type=submit]")
     expect(page.locator("#row-lr .field-error")).to_contain_text("high must be above low")
+    page.screenshot(path=str(shots / "study-form-error.png"), full_page=True)
     assert get_json(url, "/api/studies") == []
 
     page.locator("#new-study input[name='high.lr']").fill("0.1")
@@ -96,6 +102,8 @@ def test_create_watch_nurse_and_continue_a_study(
     expect(rows).to_have_count(4)
     expect(page.locator("#plot-parallel polyline.best")).to_have_count(1)
     page.screenshot(path=str(shots / "study-page.png"), full_page=True)
+    if os.environ.get("UPDATE_SCREENSHOT") == "1" or not SCREENSHOT.exists():
+        shutil.copyfile(shots / "study-page.png", SCREENSHOT)
 
     # Sorting by the best validation loss puts the best trial first.
     page.click("#trials-table th a:has-text('best val loss')")
