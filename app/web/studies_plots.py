@@ -405,3 +405,62 @@ def parallel(
     lines.sort(key=lambda line: line.css == BEST)
     empty = "" if lines else "No trial has been evaluated yet."
     return Parallel(width, height, top, bottom, axes, lines, empty)
+
+
+# -- family tree ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Tree:
+    """The study's runs as a family tree of forks (population-based training's exploits, or
+    any fork of one trial into another): one lane per trial run, a bar from the step it started
+    at to the step it reached, a connector from the parent's lane at the fork step."""
+
+    width: int
+    height: int
+    left: int
+    right: int
+    bottom: int
+    x_ticks: list[Tick]
+    lanes: list[dict[str, Any]]
+    edges: list[Line]
+
+
+def family_tree(
+    trials: Sequence[dict[str, Any]],
+    parents: dict[int, tuple[int | None, int | None]],
+    best_number: int | None,
+) -> Tree | None:
+    """The tree, or None when no trial run was forked from another (a plain search)."""
+    by_run = {t["run_id"]: t for t in trials}
+    if not any(p in by_run for p, _ in parents.values()):
+        return None
+    ordered = sorted(trials, key=lambda t: t["number"])
+    lane = {t["run_id"]: i for i, t in enumerate(ordered)}
+    width, left, right, top, row = WIDTH + 320, 90, WIDTH + 320 - RIGHT, 8, 18
+    bottom = top + row * len(ordered)
+    height = bottom + 30
+    last = max([t["step"] for t in ordered] + [1])
+    scale = Scale("linear", 0.0, float(last))
+
+    def px(step: float) -> float:
+        return left + (scale.frac(step) or 0.0) * (right - left)
+
+    def py(run_id: int) -> float:
+        return top + row * lane[run_id] + row / 2
+
+    lanes, edges = [], []
+    for t in ordered:
+        parent, at = parents.get(t["run_id"], (None, None))
+        start = at if parent in by_run and at is not None else 0
+        lanes.append({
+            "y": py(t["run_id"]), "x1": px(start), "x2": px(max(t["step"], start)),
+            "label": f"trial {t['number']}", "href": _href(t), "title": _describe(t),
+            "css": BEST if t["number"] == best_number else "trial", "status": t["status"],
+        })  # fmt: skip
+        if parent in by_run and at is not None:
+            points = f"{px(at):.1f},{py(parent):.1f} {px(at):.1f},{py(t['run_id']):.1f}"
+            title = f"trial {t['number']} forked from trial {by_run[parent]['number']} at step {at}"
+            edges.append(Line(points, title, "fork", _href(t)))
+    ticks = [Tick(px(v), present.number(v)) for v in _nice(0.0, float(last), 6)]
+    return Tree(width, height, left, right, bottom, ticks, lanes, edges)

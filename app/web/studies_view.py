@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.crud import studies as crud_studies
-from app.models import Metric, Study
+from app.models import Metric, Run, Study
 from app.studies import MODES
 from app.studies.space import Param, space_from_json
 from app.web import present
@@ -117,6 +117,14 @@ def curves(session: Session, run_ids: Sequence[int]) -> dict[int, list[tuple[int
     return {rid: _thin(points, CURVE_POINTS) for rid, points in out.items()}
 
 
+def parents(session: Session, run_ids: Sequence[int]) -> dict[int, tuple[int | None, int | None]]:
+    """(parent run, fork step) of each run: the edges of the study's family tree."""
+    if not run_ids:
+        return {}
+    stmt = select(Run.id, Run.parent_id, Run.parent_step).where(Run.id.in_(list(run_ids)))
+    return {int(i): (p, s) for i, p, s in session.execute(stmt)}
+
+
 def _drawn(trials: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The trials whose curves are drawn: all, or the MAX_CURVES best."""
     if len(trials) <= MAX_CURVES:
@@ -182,6 +190,11 @@ def study_context(
             drawn, curves(session, [t["run_id"] for t in drawn]), best_number
         ),
         "curves_capped": len(drawn) < len(study["trials"]),
+        "tree": plots.family_tree(
+            study["trials"],
+            parents(session, [t["run_id"] for t in study["trials"]]),
+            best_number,
+        ),
         "max_curves": MAX_CURVES,
     }
 

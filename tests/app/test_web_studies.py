@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from app.db import Database
+from app.models import StudyTrial
 from app.studies.space import Param
 from app.web import studies_plots as plots
 from app.web.studies import LiveCache
@@ -176,6 +178,24 @@ def test_narrow_and_continue_the_best(client: TestClient, finished_study: dict[s
     assert hx.status_code == 201 and hx.headers["HX-Redirect"].startswith("/runs/")
 
 
+def test_a_trial_forked_from_another_draws_the_family_tree(
+    client: TestClient, db: Database, finished_study: dict[str, Any]
+) -> None:
+    """A plain search has no tree; a trial run forked from another trial's run (as PBT's
+    exploit makes them) puts the tree on the page, its connector at the fork step."""
+    sid, first = finished_study["id"], finished_study["trials"][0]
+    assert 'id="plot-tree"' not in client.get(f"/studies/{sid}").text
+    step = client.get(f"/api/runs/{first['run_id']}/checkpoints").json()[0]["step"]
+    fork = client.post(f"/api/runs/{first['run_id']}/fork", json={"step": step})
+    assert fork.status_code == 201, fork.text
+    with db.write() as s:
+        s.add(StudyTrial(study_id=sid, run_id=fork.json()["id"], number=4, optuna_trial_id=0,
+                         params="{}", sampled="{}", reported_step=0, created_at=0.0))  # fmt: skip
+    html = client.get(f"/studies/{sid}").text
+    assert 'id="plot-tree"' in html
+    assert f"trial 4 forked from trial {first['number']} at step {step}" in html
+
+
 def test_continue_the_best_without_an_evaluation_is_refused(
     client: TestClient, tiny: dict[str, Any]
 ) -> None:
@@ -306,6 +326,11 @@ def test_curves_break_at_a_non_finite_loss_and_the_best_is_on_top() -> None:
         "1",
         "2",
     ]
+    assert plots.family_tree(trials, {100: (None, None), 101: (None, None)}, 1) is None
+    tree = plots.family_tree(trials, {101: (100, 5)}, 1)
+    assert tree is not None and [lane["css"] for lane in tree.lanes] == ["trial", "best"]
+    assert tree.lanes[1]["x1"] > tree.lanes[0]["x1"], "the fork's bar starts at its fork step"
+    assert [e.title for e in tree.edges] == ["trial 1 forked from trial 0 at step 5"]
     par = plots.parallel([Param("lr", "float", low=1e-3, high=1.0, log=True)], trials, 1)
     assert [line.css for line in par.lines] == ["trial", "best"]
     assert [a.label for a in par.axes] == ["lr (log scale)", "best val loss"]
