@@ -60,7 +60,7 @@ ROWS = {row.field: row for row in SEARCH_ROWS}
 SCALES = (("linear", "linear"), ("log", "log"), ("log1m", "log 1\u2212x"))
 SAMPLERS = ("random", "grid", "tpe")
 PRUNERS = ("", "median", "hyperband")
-STUDY_FIELDS = ("n_trials", "parallel", "sampler", "pruner", "mode")
+STUDY_FIELDS = ("n_trials", "parallel", "sampler", "pruner", "mode", "perturbation_interval")
 DEFAULT_TICKED = ("lr",)
 DEFAULT_MAX_STEPS = "500"
 """Steps per trial the form starts at: a study is many runs, so each is short by default."""
@@ -192,7 +192,7 @@ def build(values: Mapping[str, str], ticked: Sequence[str]) -> tuple[api.StudyCr
         body["name"] = base.name.strip()
     if base.pace.strip():
         body["pace"] = base.pace.strip()
-    for key in ("n_trials", "parallel", "sampler", "mode"):
+    for key in ("n_trials", "parallel", "sampler", "mode", "perturbation_interval"):
         if values.get(key, "").strip():
             body[key] = values[key].strip()
     body["pruner"] = values.get("pruner", "").strip() or None
