@@ -24,6 +24,7 @@ from app import crud
 from app.api.deps import ReadSession
 from app.crud.health import COLUMNS, health_series
 from app.db import Database
+from app.series import COLUMNS as SERIES_COLUMNS
 from app.web import present
 from engine.health import (
     BN_SHIFT_HIGH,
@@ -74,7 +75,8 @@ class Chart:
     lines: list[Line]
     y_ticks: list[Tick]
     x_ticks: list[Tick]
-    hidden_points: int  # non-finite (or, on a log axis, non-positive) values left out
+    hidden_points: int  # non-finite values left out (nan, inf: the run is diverging)
+    zero_points: int  # values at 0 a log axis cannot draw (e.g. updates once the rate is 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,13 +114,16 @@ def chart(spec: Spec, rows: Sequence[Sequence[Any]], layers: list[int]) -> Chart
     """The chart of ``spec.key`` over steps, one line per layer; None when no layer has it."""
     col = _INDEX[spec.key]
     per_layer: dict[int, list[tuple[int, float | None]]] = {k: [] for k in layers}
-    hidden = 0
+    hidden = zeros = 0
     for row in rows:
         raw = row[col]
         if raw is None:
             continue  # does not apply to this layer
         value = _finite(raw, spec.log)
-        hidden += value is None
+        if value is None and isinstance(raw, int | float) and math.isfinite(raw):
+            zeros += 1
+        else:
+            hidden += value is None
         per_layer.setdefault(int(row[1]), []).append((int(row[0]), value))
     per_layer = {k: v for k, v in per_layer.items() if v}
     if not per_layer:
@@ -186,7 +191,24 @@ def chart(spec: Spec, rows: Sequence[Sequence[Any]], layers: list[int]) -> Chart
         y_ticks=y_ticks,
         x_ticks=x_ticks,
         hidden_points=hidden,
+        zero_points=zeros,
     )
+
+
+def _rate_then(
+    session: Session, run_id: int, step: int | None, config: dict[str, Any]
+) -> float | None:
+    """The rate the measured step trained at, as a fraction of the run's starting rate: a tiny
+    update ratio is expected where the schedule (or the user) has brought the rate near 0, as
+    at the end of a cosine schedule, and alarming where it has not. None when unknown."""
+    if step is None:
+        return None
+    rows = crud.metric_rows(session, run_id, after=step - 1, before=step + 1)
+    start = config.get("lr")
+    lr = rows[0][SERIES_COLUMNS.index("lr")] if rows else None
+    if not isinstance(lr, float) or not isinstance(start, int | float) or start <= 0:
+        return None
+    return lr / float(start)
 
 
 def _as_health(row: Sequence[Any]) -> LayerHealth:
@@ -210,7 +232,7 @@ def health_context(session: Session, run_id: int) -> dict[str, Any]:
     words = problems(
         [_as_health(r) for r in latest],
         activation=str(config.get("activation", "relu")),
-        lr_factor=run.get("lr_factor"),
+        lr_factor=_rate_then(session, run_id, latest_step, config),
     )
     return {
         "run_id": run_id,

@@ -176,3 +176,30 @@ def test_pushes_wait_for_the_interval(db: Database, env: Environment) -> None:
         await hub.close()
 
     run_async(scenario())
+
+
+def test_tiny_updates_are_expected_where_the_rate_is_near_0_and_zeros_are_not_non_finite(
+    db: Database, env: Environment
+) -> None:
+    """At the end of a cosine schedule the rate is 0: updates of 0 are no alarm and no "non-
+    finite" values (they only cannot sit on a log axis); the same tiny updates at the starting
+    rate say the rate may be too low."""
+    tiny = [LayerHealth(0, 0.5, 6.0, 0.0, 0.4, 0.6, 0.0, 0.1), LayerHealth(1, 0.3, 3.0, 1e-9,
+            0.0, 1.5, None, None)]  # fmt: skip
+
+    def run_at(lr: float) -> int:
+        with db.write() as s:
+            rid = crud.create_run(s, config={"hidden": [8], "lr": 0.01}, status="finished").id
+            row = {"step": 40, "time": 1.0, "lr": lr, "train_loss": 0.1, "train_acc": 1.0}
+            crud.append_metrics(s, rid, [{**row, "val_loss": None, "val_acc": None}])
+            append_health(s, rid, to_rows(40, tiny))
+        return rid
+
+    decayed_run, flat_run = run_at(0.0), run_at(0.01)
+    with db.read() as s:
+        decayed = render_health(env, health_context(s, decayed_run))
+        flat = render_health(env, health_context(s, flat_run))
+    assert "expected, the schedule has brought the rate down to 0%" in decayed
+    assert "the rate may be too low" not in decayed
+    assert "non-finite" not in decayed and "1 at 0, off the log axis" in decayed
+    assert "the rate may be too low" in flat
