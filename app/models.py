@@ -275,6 +275,9 @@ class StudyTrial(Base):
     log_one_minus parameter). ``state`` is null until Optuna was told the outcome (then
     complete, pruned or fail, with ``value``); ``reported_step`` the last evaluation reported
     to the pruner; ``pruned_reason`` set when the pruner (or a study stop) ended it.
+    A member of a PBT study (app/studies/pbt.py) has no Optuna trial (``optuna_trial_id``
+    -1): PBT draws its own values; its ``reported_step`` is the last perturbation step at
+    which it was ranked, and its ``pruned_reason`` says which exploit replaced it.
     """
 
     __tablename__ = "trials"
@@ -293,3 +296,37 @@ class StudyTrial(Base):
     reported_step: Mapped[int] = mapped_column(Integer, default=0)
     pruned_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[float] = mapped_column(Float)
+
+
+class StudyMove(Base):
+    """One exploit of population-based training (app/studies/pbt.py, docs/studies.md): the
+    member ``member_run_id`` is replaced by a fork of ``source_run_id``.
+
+    Written in two steps, both by the study driver: ``waiting`` while a ``checkpoint`` command
+    (``checkpoint_event_id``) asks the source for a checkpoint of its latest state, then
+    ``done`` (the fork is ``child_run_id``) or ``cancelled`` (``note`` says why). ``round`` is
+    the perturbation step for PBT's own moves (null for one asked by hand, ``by`` = "user"):
+    (member_run_id, round) is unique, so a restarted driver never exploits a member twice at
+    the same step. ``member_loss`` and ``source_loss`` are the latest validation losses the
+    ranking compared.
+    """
+
+    __tablename__ = "study_moves"
+    __table_args__ = (UniqueConstraint("member_run_id", "round", name="uq_study_moves_round"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    member_run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    source_run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    round: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    by: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    checkpoint_event_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    child_run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("runs.id", ondelete="SET NULL"), nullable=True
+    )
+    member_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+    source_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    done_at: Mapped[float | None] = mapped_column(Float, nullable=True)

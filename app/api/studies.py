@@ -14,13 +14,16 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from app import crud
-from app.api.deps import MAX_DB_INT, DbDep, ReadSession, SettingsDep
-from app.api.responses import RunOut
-from app.api.schemas import Pace, config_for_storage, invalid
+from app.api.deps import MAX_DB_INT, DbDep, ReadSession, RunId, SettingsDep
+from app.api.responses import EventOut, RunOut
+from app.api.schemas import FROZEN_ON_FORK, Pace, config_for_storage, invalid
 from app.crud import studies as crud_studies
+from app.crud import study_moves
 from app.crud.fork_rates import settle_fork_rate
 from app.models import TERMINAL_STATUSES, Study
+from app.studies import pbt
 from app.studies.narrow import narrow_space
+from app.studies.pbt import DEFAULT_INTERVAL_EVALS
 from app.studies.space import (
     DEFAULT_GRID_POINTS,
     MAX_CHOICES,
@@ -110,6 +113,9 @@ class StudyCreate(_Strict):
     # Steps per second at most for each trial (null: full speed), queued as its first set_pace
     # as ``POST /api/runs`` does: a study a person can watch trial by trial.
     pace: Pace | None = None
+    # Mode pbt: steps between two rankings of a member (default 4 evaluations; at least
+    # eval_every, below the config's max_steps). app/studies/pbt.py.
+    perturbation_interval: int | None = Field(default=None, ge=1, le=MAX_STEPS)
 
 
 class StudyCommand(_Strict):
@@ -158,6 +164,35 @@ class TrialOut(BaseModel):
     pruned_reason: str | None
 
 
+class TreeNode(BaseModel):
+    """An edge of the study's family tree: ``run_id`` was forked from ``parent_id`` at
+    ``parent_step`` (both null for a run that is no fork)."""
+
+    run_id: int
+    trial: int
+    parent_id: int | None
+    parent_step: int | None
+
+
+class MoveOut(BaseModel):
+    """A PBT exploit: ``member_run_id`` replaced by ``child_run_id``, a fork of
+    ``source_run_id``; ``round`` the perturbation step (null when asked ``by`` "user"),
+    ``status`` waiting (for the source's checkpoint), done or cancelled (``note`` says why)."""
+
+    id: int
+    member_run_id: int
+    source_run_id: int
+    round: int | None
+    by: Literal["pbt", "user"]
+    status: Literal["waiting", "done", "cancelled"]
+    child_run_id: int | None
+    member_loss: float | str | None
+    source_loss: float | str | None
+    note: str | None
+    created_at: str
+    done_at: str | None
+
+
 class StudyOut(BaseModel):
     """A study; ``trials`` in ``GET /api/studies/{id}`` (not in the list), ``counts`` of its
     runs by status, ``best`` the trial with the lowest validation loss so far."""
@@ -180,6 +215,10 @@ class StudyOut(BaseModel):
     counts: dict[str, int]
     best: TrialOut | None
     trials: list[TrialOut] | None = None
+    # In GET /api/studies/{id}: each trial run and the run it was forked from (a PBT exploit;
+    # null for a first member or a search trial), and PBT's exploits.
+    tree: list[TreeNode] | None = None
+    moves: list[MoveOut] | None = None
 
 
 def study_id_path(study_id: Annotated[int, Path(description="the study's id")]) -> int:
@@ -226,6 +265,7 @@ def _store(
     options: dict[str, Any],
     parent_study_id: int | None = None,
     loc: tuple[str, ...] = ("body",),
+    mode: str = "search",
 ) -> dict[str, Any]:
     params = _space_or_422(space, config, (*loc, "space"))
     if sampler == "grid":
@@ -243,7 +283,7 @@ def _store(
             parallel=parallel,
             sampler=sampler,
             pruner=pruner,
-            mode="search",
+            mode=mode,
             seed=secrets.randbelow(MAX_SEED + 1) if seed is None else seed,
             options=options,
             parent_study_id=parent_study_id,
@@ -257,8 +297,6 @@ def create_study(
 ) -> dict[str, Any]:
     """Create a study: the driver creates its trials as ordinary queued runs, ``parallel`` at
     a time, until ``n_trials`` have run (a grid: each grid point once)."""
-    if body.mode == "pbt":
-        raise invalid(("body", "mode"), "population-based training is not available yet", "pbt")
     config = config_for_storage(body.config, settings.data_dir)
     space = {k: v.model_dump(exclude_defaults=True) for k, v in body.space.items()}
     options = {
@@ -266,20 +304,68 @@ def create_study(
         "pace": body.pace,
         **body.pruner_options.model_dump(),
     }
+    n_trials = body.n_trials
+    if body.mode == "pbt":
+        options["perturbation_interval"] = pbt_interval(body)
+        n_trials = body.parallel  # the population: its size never changes
+    elif body.perturbation_interval is not None:
+        raise invalid(
+            ("body", "perturbation_interval"), "only for mode pbt", body.perturbation_interval
+        )
     out = _store(
         db,
         name=body.name,
         config=config,
         space=space,
-        n_trials=body.n_trials,
+        n_trials=n_trials,
         parallel=body.parallel,
         sampler=body.sampler,
         pruner=body.pruner,
         seed=body.seed,
         options=options,
+        mode=body.mode,
     )
     _wake(request)
     return out
+
+
+def pbt_interval(body: StudyCreate) -> int:
+    """A PBT study's checks (422 naming the field) and its perturbation interval: a population
+    of at least 2 trained to the config's max_steps, a space with a field explore may change,
+    no sampler or pruner of a search, an interval of at least one evaluation that fits."""
+    cfg = body.config
+    if body.parallel < 2:
+        raise invalid(("body", "parallel"), "PBT needs a population of at least 2", body.parallel)
+    if body.n_trials is not None:
+        raise invalid(("body", "n_trials"), "PBT's population is `parallel`", body.n_trials)
+    if body.sampler != "random":
+        raise invalid(("body", "sampler"), "PBT draws its first members at random", body.sampler)
+    if body.pruner is not None:
+        raise invalid(("body", "pruner"), "PBT replaces members instead of pruning", body.pruner)
+    if cfg.max_steps is None:
+        raise invalid(
+            ("body", "config", "max_steps"), "PBT trains every member to max_steps: set it", None
+        )
+    if not any(field not in FROZEN_ON_FORK for field in body.space):
+        raise invalid(
+            ("body", "space"),
+            "PBT explores only fields a fork can change; this space has none (e.g. add lr)",
+            sorted(body.space),
+        )
+    interval = body.perturbation_interval or DEFAULT_INTERVAL_EVALS * cfg.eval_every
+    if interval < cfg.eval_every:
+        raise invalid(
+            ("body", "perturbation_interval"),
+            f"at least eval_every ({cfg.eval_every}): members are ranked by their evaluations",
+            interval,
+        )
+    if interval >= cfg.max_steps:
+        raise invalid(
+            ("body", "perturbation_interval"),
+            f"below max_steps ({cfg.max_steps}), or no member is ever perturbed",
+            interval,
+        )
+    return interval
 
 
 @router.get("", response_model=list[StudyOut])
@@ -295,7 +381,11 @@ def list_studies(s: ReadSession) -> list[dict[str, Any]]:
 def get_study(study_id: StudyId, s: ReadSession) -> dict[str, Any]:
     """One study with its trials."""
     study = _study_or_404(s, study_id)
-    return crud_studies.serialize_study(study, crud_studies.trials_of(s, study_id))
+    rows = crud_studies.trials_of(s, study_id)
+    out = crud_studies.serialize_study(study, rows)
+    out["tree"] = study_moves.family_tree(rows)
+    out["moves"] = [study_moves.serialize_move(m) for m in study_moves.moves_of(s, study_id)]
+    return out
 
 
 @router.post("/{study_id}/commands", status_code=202, response_model=StudyOut)
@@ -387,3 +477,63 @@ def continue_best(study_id: StudyId, db: DbDep, body: ContinueBest | None = None
         settle_fork_rate(s, run, child, new_lr=None)
         s.flush()
         return crud.serialize_run(child)
+
+
+class ExploitRequest(_Strict):
+    """``POST /api/studies/{id}/members/{run_id}/exploit``: the member to copy."""
+
+    source: int = Field(ge=1, le=MAX_DB_INT, description="run id of the member to copy")
+
+
+class ExploreRequest(_Strict):
+    """``POST /api/studies/{id}/members/{run_id}/explore``: a new rate, or a factor of the
+    current one (exactly one of them)."""
+
+    lr: float | None = Field(default=None, gt=0.0, le=100.0)
+    factor: float | None = Field(default=None, gt=0.0, le=100.0)
+
+    @model_validator(mode="after")
+    def _one(self) -> ExploreRequest:
+        if (self.lr is None) == (self.factor is None):
+            raise ValueError("give either lr or factor")
+        return self
+
+
+def _refused(exc: pbt.MoveRefused, body: BaseModel) -> Exception:
+    if exc.status == 422:
+        field = exc.field or "body"
+        return invalid(("body", field), exc.msg, getattr(body, field, None))
+    return HTTPException(status_code=exc.status, detail=exc.msg)
+
+
+@router.post("/{study_id}/members/{run_id}/exploit", status_code=202, response_model=MoveOut)
+def exploit_member(
+    study_id: StudyId, run_id: RunId, body: ExploitRequest, db: DbDep, request: Request
+) -> dict[str, Any]:
+    """Replace the member by a fork of ``source`` at the source's latest state, its settings
+    explored, as PBT's own exploit does (a move PBT makes only for the bottom quarter). The
+    answer is the move, waiting for the source's checkpoint; the study driver then forks."""
+    with db.write() as s:
+        study = _study_or_404(s, study_id)
+        try:
+            move = pbt.request_exploit(s, study, run_id, body.source)
+        except pbt.MoveRefused as exc:
+            raise _refused(exc, body) from exc
+        out = study_moves.serialize_move(move)
+    _wake(request)
+    return out
+
+
+@router.post("/{study_id}/members/{run_id}/explore", status_code=202, response_model=EventOut)
+def explore_member(
+    study_id: StudyId, run_id: RunId, body: ExploreRequest, db: DbDep
+) -> dict[str, Any]:
+    """Change the member's learning rate now, as PBT's explore does after an exploit: an
+    ordinary ``set_lr`` whose ``reason`` says "explore by hand: lr a -> b"."""
+    with db.write() as s:
+        study = _study_or_404(s, study_id)
+        try:
+            event = pbt.explore_lr(s, study, run_id, lr=body.lr, factor=body.factor)
+        except pbt.MoveRefused as exc:
+            raise _refused(exc, body) from exc
+        return crud.serialize_event(event)

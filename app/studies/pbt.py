@@ -1,0 +1,561 @@
+"""Population-based training (Jaderberg et al., 2017) as a study mode, built only from the
+ordinary commands: checkpoint, fork, set_lr and stop (docs/studies.md, "Population-based
+training").
+
+The population is ``parallel`` members, each an ordinary run (a trial of the study). Every
+``perturbation_interval`` steps a member is ranked against the others by their latest validation
+loss; one in the bottom quarter is replaced by a fork of a random member of the top quarter
+(exploit) whose hyperparameters are perturbed (explore), and is stopped with the reason. Ray
+Tune's defaults: quantile 0.25, numbers multiplied by 1.2 or 0.8, resampled from the space with
+probability 0.25. Fields a fork cannot change (``FROZEN_ON_FORK``) are never explored; the
+learning rate is changed by an ordinary ``set_lr`` queued on the fork, so it shows on its curve.
+
+An exploit takes two driver steps, both read back from the database: (1) the decision, a
+``study_moves`` row keyed by (member, step) and a ``checkpoint`` command to the source, so the
+fork copies the source's latest state rather than an older periodic checkpoint; (2) once that
+command applied, in ONE transaction: the fork, its trial row, the explore, the events on both
+runs and the member's stop. A server killed anywhere resumes with nothing done twice.
+
+A member that diverges or fails is replaced the same way at its last step, so the population
+stays ``parallel``; the study ends when every member has reached the config's ``max_steps``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from typing import Any
+
+import numpy as np
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from app import crud
+from app.api.schemas import FROZEN_ON_FORK
+from app.crud import studies as crud_studies
+from app.crud import study_moves
+from app.crud.fork_rates import settle_fork_rate
+from app.models import TERMINAL_STATUSES, Event, Run, Study, StudyMove, StudyTrial
+from app.studies.driver import StudyDriver, register_mode
+from app.studies.space import Param, space_from_json
+from engine import RunConfig
+
+log = logging.getLogger(__name__)
+
+QUANTILE = 0.25
+RESAMPLE_PROBABILITY = 0.25
+FACTORS = (1.2, 0.8)
+DEFAULT_INTERVAL_EVALS = 4  # perturbation_interval defaults to 4 evaluations
+REPLACED = ("failed", "diverged")  # members that end this way are replaced, not just told
+
+
+# -- the pure rules (tested on synthetic rankings) ------------------------------------------------
+
+
+def quartiles(ranked: list[Any], quantile: float = QUANTILE) -> tuple[list[Any], list[Any]]:
+    """(bottom, top) of members ranked best first, as Ray Tune splits them: ceil(n * quantile)
+    each, at most half of the population."""
+    n = math.ceil(len(ranked) * quantile)
+    n = min(n, len(ranked) // 2)
+    if n == 0:
+        return [], []
+    return ranked[len(ranked) - n :], ranked[:n]
+
+
+def rng_for(seed: int, *keys: int) -> np.random.Generator:
+    """A generator fixed by the study's seed and the decision's key: the same decision draws
+    the same source and the same perturbation after a restart."""
+    digest = hashlib.sha256(json.dumps([seed, *keys]).encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+def draw(param: Param, rng: np.random.Generator) -> Any:
+    """A value from the param's distribution (log-uniform where log; 1 - x log-uniform for an
+    averaging parameter)."""
+    if param.kind == "choices":
+        return param.choices[int(rng.integers(len(param.choices)))]
+    lo, hi = float(param.low), float(param.high)  # type: ignore[arg-type]
+    if param.kind == "one_minus":
+        u = math.exp(rng.uniform(math.log(1.0 - hi), math.log(1.0 - lo)))
+        return 1.0 - u
+    x = math.exp(rng.uniform(math.log(lo), math.log(hi))) if param.log else rng.uniform(lo, hi)
+    if param.kind == "int":
+        return int(min(max(round(x), int(lo)), int(hi)))
+    return float(x)
+
+
+def explorable(params: list[Param]) -> list[Param]:
+    """The params explore may change: those a fork can change."""
+    return [p for p in params if p.field not in FROZEN_ON_FORK]
+
+
+def perturb(param: Param, value: Any, rng: np.random.Generator) -> Any:
+    """Ray Tune's explore of one value: resampled with probability 0.25; else a number times
+    1.2 or 0.8 (1 - x scaled for an averaging parameter), kept inside the space's range, and a
+    choice moved to a neighbouring one."""
+    if rng.random() < RESAMPLE_PROBABILITY:
+        return draw(param, rng)
+    if param.kind == "choices":
+        encoded = [json.dumps(c) for c in param.choices]
+        i = encoded.index(json.dumps(value)) if json.dumps(value) in encoded else 0
+        j = min(max(i + (1 if rng.random() < 0.5 else -1), 0), len(param.choices) - 1)
+        return param.choices[j]
+    factor = FACTORS[int(rng.integers(2))]
+    lo, hi = float(param.low), float(param.high)  # type: ignore[arg-type]
+    if param.kind == "one_minus":
+        u = min(max((1.0 - float(value)) * factor, 1.0 - hi), 1.0 - lo)
+        return 1.0 - u
+    x = min(max(float(value) * factor, lo), hi)
+    return round(x) if param.kind == "int" else x
+
+
+def sampled_names(params: list[Param], values: dict[str, Any]) -> dict[str, Any]:
+    """The values under the names a search's trial records them (``1-beta1`` = 1 - beta1)."""
+    out = {}
+    for p in params:
+        if p.field in values:
+            v = values[p.field]
+            out[p.name] = 1.0 - v if p.kind == "one_minus" else v
+    return out
+
+
+def fmt(value: Any) -> str:
+    """A value in a note: 4 significant digits for a float."""
+    return f"{value:.4g}" if isinstance(value, float) else json.dumps(value)
+
+
+# -- the driver's step ---------------------------------------------------------------------------
+
+
+def interval_of(study: Study) -> int:
+    """The study's perturbation interval in steps (stored in its options)."""
+    options = json.loads(study.options or "{}")
+    base = json.loads(study.config)
+    return int(options.get("perturbation_interval") or DEFAULT_INTERVAL_EVALS * base["eval_every"])
+
+
+def step(driver: StudyDriver, study_id: int) -> None:
+    """One step of a PBT study: fill the population, record ended members, finish waiting
+    exploits, rank members that reached a perturbation step, end the study when all are done."""
+    with driver.db.read() as s:
+        study = crud_studies.get_study(s, study_id)
+        if study is None:
+            return
+    params = space_from_json(json.loads(study.space))
+    if study.status == "running":
+        _populate(driver, study, params)
+    for move in _waiting(driver, study_id):
+        _complete(driver, study, params, move)
+    _record_ended(driver, study)
+    if study.status == "running":
+        _rank(driver, study)
+    _maybe_end(driver, study)
+
+
+def _waiting(driver: StudyDriver, study_id: int) -> list[StudyMove]:
+    with driver.db.read() as s:
+        return study_moves.moves_of(s, study_id, status="waiting")
+
+
+def _populate(driver: StudyDriver, study: Study, params: list[Param]) -> None:
+    """Members 0 .. parallel-1, drawn from the space (seeded by the study's seed and the
+    member's number: a restart draws the same values). Each is created in one transaction
+    with its trial row, so none is created twice."""
+    with driver.db.read() as s:
+        have = {t.number for t, _ in crud_studies.trials_of(s, study.id)}
+    base = json.loads(study.config)
+    pace = json.loads(study.options or "{}").get("pace")
+    for number in range(study.parallel):
+        if number in have:
+            continue
+        rng = rng_for(study.seed, number)
+        values = {p.field: draw(p, rng) for p in params}
+        error = None
+        try:
+            config = RunConfig(**{**base, **values}).model_dump(mode="json")
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            error = f"the sampled settings are invalid: {first['loc']}: {first['msg']}"
+            config = base
+        with driver.db.write() as s:
+            name = f"study {study.id} · member {number}"
+            run = crud.create_run(s, config=config, name=name)
+            trial = study_moves.link_member(
+                s, study, run, params=values, sampled=sampled_names(params, values), number=number
+            )
+            if error is not None:
+                run.status, run.error = "failed", error
+                crud_studies.mark_told(s, trial.id, "fail", None)
+            elif pace is not None:
+                crud.record_command(s, run.id, "set_pace", {"steps_per_second": float(pace)})
+
+
+def _record_ended(driver: StudyDriver, study: Study) -> None:
+    """Tell (in the trials table) how each ended member ended: complete at max_steps, pruned
+    when stopped (replaced, or the study stopped), fail otherwise. A member that failed or
+    diverged is replaced first: its move is decided here, at its last step."""
+    with driver.db.read() as s:
+        rows = crud_studies.trials_of(s, study.id)
+        waiting = {m.member_run_id for m in study_moves.moves_of(s, study.id, status="waiting")}
+    for trial, run in rows:
+        if trial.state is not None or run.status not in TERMINAL_STATUSES:
+            continue
+        if run.id in waiting:
+            continue  # its exploit decides first
+        replace = run.status in REPLACED and trial.pruned_reason is None
+        if replace and study.status == "running" and _decide(driver, study, trial, run, run.step):
+            continue
+        state, value = "fail", None
+        if run.status == "finished":
+            loss = run.best_val_loss
+            if loss is not None and math.isfinite(loss):
+                state, value = "complete", float(loss)
+        elif run.status == "stopped":
+            state = "pruned"
+        with driver.db.write() as s:
+            crud_studies.mark_told(s, trial.id, state, value)
+
+
+def _standing(s: Session, rows: list[tuple[StudyTrial, Run]]) -> dict[int, tuple[int, float]]:
+    """Latest (evaluation step, validation loss) of each member still training."""
+    out = {}
+    for trial, run in rows:
+        if trial.state is None and run.status not in TERMINAL_STATUSES:
+            latest = study_moves.latest_evaluation(s, run.id)
+            if latest is not None:
+                out[run.id] = latest
+    return out
+
+
+def _rank(driver: StudyDriver, study: Study) -> None:
+    """Rank each member that evaluated past a perturbation step it was not ranked at yet."""
+    interval = interval_of(study)
+    with driver.db.read() as s:
+        rows = crud_studies.trials_of(s, study.id)
+        standing = _standing(s, rows)
+        waiting = {m.member_run_id for m in study_moves.moves_of(s, study.id, status="waiting")}
+    by_run = {run.id: (trial, run) for trial, run in rows}
+    for run_id, (at, _) in sorted(standing.items()):
+        trial, run = by_run[run_id]
+        boundary = at // interval * interval
+        start = run.parent_step or 0
+        total = run.total_steps
+        if boundary <= max(start, trial.reported_step) or run_id in waiting:
+            continue
+        if total is not None and boundary >= total:
+            continue
+        ranking = sorted(standing, key=lambda r: (standing[r][1], r))
+        _decide(driver, study, trial, run, boundary, ranking=ranking, standing=standing)
+
+
+def _decide(
+    driver: StudyDriver,
+    study: Study,
+    trial: StudyTrial,
+    run: Run,
+    round_: int,
+    *,
+    ranking: list[int] | None = None,
+    standing: dict[int, tuple[int, float]] | None = None,
+) -> bool:
+    """PBT's decision for ``run`` at step ``round_``: if it is in the bottom quarter of
+    ``ranking`` (or ended badly: ``ranking`` None), a waiting move from a random member of
+    the top quarter and a checkpoint command to it. Records the round either way. True when
+    a move was made."""
+    with driver.db.read() as s:
+        rows = crud_studies.trials_of(s, study.id)
+        if standing is None:
+            standing = _standing(s, rows)
+        waiting = {m.member_run_id for m in study_moves.moves_of(s, study.id, status="waiting")}
+    if ranking is None:  # a member that ended badly: everyone still training ranks above it
+        ranking = sorted(standing, key=lambda r: (standing[r][1], r))
+        bottom, top = [run.id], quartiles(ranking)[1] or ranking[:1]
+    else:
+        bottom, top = quartiles(ranking)
+    sources = [r for r in top if r != run.id and r not in waiting]
+    with driver.db.write() as s:
+        if study_moves.move_exists(s, run.id, round_):
+            return False
+        current = s.get(StudyTrial, trial.id)
+        if current is None or current.state is not None or current.pruned_reason is not None:
+            return False
+        current.reported_step = max(current.reported_step, round_)
+        if run.id not in bottom or not sources:
+            return False
+        rng = rng_for(study.seed, run.id, round_)
+        source_id = sources[int(rng.integers(len(sources)))]
+        source = s.get(Run, source_id)
+        if source is None:
+            return False
+        event = crud_studies.queue_command(
+            s, source, "checkpoint", {"study_id": study.id, "reason": f"PBT: a copy for #{run.id}"}
+        )
+        member_loss = standing[run.id][1] if run.id in standing else None
+        study_moves.add_move(
+            s,
+            study_id=study.id,
+            member_run_id=run.id,
+            source_run_id=source_id,
+            round_=round_,
+            by="pbt",
+            checkpoint_event_id=None if event is None else event.id,
+            member_loss=member_loss,
+            source_loss=standing[source_id][1],
+        )
+    return True
+
+
+class Cannot(Exception):
+    """Why an exploit cannot be done (its transaction rolls back, the move is cancelled)."""
+
+
+def _complete(driver: StudyDriver, study: Study, params: list[Param], move: StudyMove) -> None:
+    """Finish a waiting exploit once the source's checkpoint command has applied."""
+    if study.status in ("stopping", "stopped", "finished"):
+        _cancel(driver, move, "the study was stopped")
+        return
+    if study.status == "paused":
+        return
+    at = None
+    if move.checkpoint_event_id is not None:
+        with driver.db.read() as s:
+            event = s.get(Event, move.checkpoint_event_id)
+            source = s.get(Run, move.source_run_id)
+            parked = source is not None and source.status == "paused" and not source.worker_id
+            if event is not None and event.step is None and not parked:
+                return  # the source's worker has not taken the checkpoint yet
+            if parked:  # paused and handed back: its checkpoint at the pause is its state
+                event = None
+            if event is not None and event.error:
+                _cancel(driver, move, f"#{move.source_run_id} took no checkpoint: {event.error}")
+                return
+            at = None if event is None else event.step
+    try:
+        with driver.db.write() as s:
+            exploit(s, study, params, move, at=at)
+    except Cannot as exc:
+        _cancel(driver, move, str(exc))
+
+
+def _cancel(driver: StudyDriver, move: StudyMove, note: str) -> None:
+    with driver.db.write() as s:
+        study_moves.finish_move(s, move.id, "cancelled", note)
+    log.info("PBT move %s cancelled: %s", move.id, note)
+
+
+def exploit(
+    s: Session, study: Study, params: list[Param], move: StudyMove, *, at: int | None
+) -> Run:
+    """The exploit and explore of ``move``, in the caller's transaction: fork the source at its
+    checkpoint at or before ``at`` (its latest without), perturb the explorable fields, queue
+    the new rate as a ``set_lr``, record the events, stop the member with the reason. Raises
+    ``Cannot`` saying why it cannot be done (the transaction rolls back); returns the child."""
+    member = s.get(Run, move.member_run_id)
+    source = s.get(Run, move.source_run_id)
+    member_trial = crud_studies.trial_of_run(s, move.member_run_id)
+    source_trial = crud_studies.trial_of_run(s, move.source_run_id)
+    if member is None or source is None or member_trial is None or source_trial is None:
+        raise Cannot("the member or its source no longer exists")
+    if member_trial.state is not None or member_trial.pruned_reason is not None:
+        raise Cannot(f"#{member.id} was already replaced or ended")
+    if member.status in TERMINAL_STATUSES and member.status not in REPLACED:
+        raise Cannot(f"#{member.id} {member.status} first")
+    if source.status in REPLACED:
+        raise Cannot(f"the source #{source.id} {source.status}")
+    ckpt_step = crud.checkpoint_step_at_or_before(s, source.id, source.step if at is None else at)
+    if ckpt_step is None:
+        raise Cannot(f"the source #{source.id} has no checkpoint")
+    end = source.total_steps or crud.run_config(source).get("max_steps")
+    if source.status == "finished" or (end is not None and ckpt_step >= end):
+        raise Cannot(f"the source #{source.id} reached its last step before it could be copied")
+    number = _next_number(s, study.id)
+    # Explore: the source's settings, the explorable ones perturbed (lr through set_lr).
+    rng = rng_for(study.seed, member.id, move.id)
+    base = crud.run_config(source)
+    values = dict(crud_studies.trial_params(source_trial))
+    changes: dict[str, tuple[Any, Any]] = {}
+    for p in explorable(params):
+        if p.field == "lr":
+            continue
+        old = base.get(p.field, values.get(p.field))
+        new = perturb(p, old, rng)
+        if new != old:
+            changes[p.field] = (old, new)
+    config = {**base, **{f: new for f, (_, new) in changes.items()}}
+    try:
+        config = RunConfig(**config).model_dump(mode="json")
+    except ValidationError:
+        config, changes = base, {}  # a combination RunConfig refuses: copy without exploring
+    name = f"study {study.id} · member {number}"
+    child = crud.fork_run(s, source, step=ckpt_step, config=config, name=name)
+    if child is None:
+        raise Cannot(f"the source #{source.id} has no checkpoint at or before step {ckpt_step}")
+    k = int(child.parent_step or 0)
+    new_lr = None
+    lr_param = next((p for p in explorable(params) if p.field == "lr"), None)
+    if lr_param is not None and child.lr is not None and math.isfinite(child.lr):
+        new_lr = float(perturb(lr_param, float(child.lr), rng))
+        changes["lr"] = (float(child.lr), new_lr)
+    explore = "explore: " + (
+        ", ".join(f"{f} {fmt(a)} -> {fmt(b)}" for f, (a, b) in changes.items()) or "no change"
+    )
+    link = {"study_id": study.id, "trial": number}
+    if new_lr is not None:
+        crud.record_command(s, child.id, "set_lr", {"lr": new_lr, "reason": explore, **link})
+    settle_fork_rate(s, source, child, new_lr=new_lr)
+    values.update({f: new for f, (_, new) in changes.items()})
+    study_moves.link_member(
+        s, study, child, params=values, sampled=sampled_names(params, values), number=number
+    )
+    how = "by hand" if move.by == "user" else f"at round {move.round}"
+    reason = f"replaced by #{child.id}, a fork of #{source.id} at step {k} (PBT exploit {how}" + (
+        f": val loss {fmt(move.member_loss)} in the bottom quarter, "
+        f"#{source.id}'s {fmt(move.source_loss)} in the top)"
+        if move.member_loss is not None and move.source_loss is not None
+        else ")"
+    )
+    ids = {"member_run_id": member.id, "source_run_id": source.id, "child_run_id": child.id}
+    crud.record_worker_event(
+        s, child.id, "exploit", k,
+        {"message": f"exploited #{source.id} at step {k}, replacing #{member.id}", **ids, **link},
+    )  # fmt: skip
+    crud.record_worker_event(
+        s, source.id, "exploited", k,
+        {"message": f"copied into #{child.id} at step {k}, replacing #{member.id}", **ids},
+    )  # fmt: skip
+    crud.record_worker_event(
+        s, child.id, "explore", k, {"message": explore, "changes": _json_changes(changes), **link}
+    )
+    crud_studies.set_pruned(s, member_trial.id, reason)
+    if member.status in TERMINAL_STATUSES:
+        crud_studies.mark_told(s, member_trial.id, "fail", None)
+    else:
+        crud_studies.queue_command(
+            s, member, "stop", {"reason": reason, **link, "trial": member_trial.number}
+        )
+    if not study_moves.finish_move(s, move.id, "done", reason, child_run_id=child.id):
+        raise Cannot("the move was no longer waiting")
+    return child
+
+
+def _json_changes(changes: dict[str, tuple[Any, Any]]) -> dict[str, dict[str, Any]]:
+    return {f: {"from": a, "to": b} for f, (a, b) in changes.items()}
+
+
+def _next_number(s: Session, study_id: int) -> int:
+    rows = crud_studies.trials_of(s, study_id)
+    return max((t.number for t, _ in rows), default=-1) + 1
+
+
+def _maybe_end(driver: StudyDriver, study: Study) -> None:
+    """End the study once its population exists, every member was told and no exploit
+    waits: finished (every member reached max_steps), or stopped after a stop."""
+    with driver.db.read() as s:
+        rows = crud_studies.trials_of(s, study.id)
+        waiting = study_moves.moves_of(s, study.id, status="waiting")
+        fresh = crud_studies.get_study(s, study.id)
+    if fresh is None or waiting or len(rows) < study.parallel:
+        return
+    if any(t.state is None for t, _ in rows):
+        return
+    with driver.db.write() as s:
+        ended = "stopped" if fresh.status == "stopping" else "finished"
+        crud_studies.set_study_status(s, study.id, ended)
+
+
+# -- moves asked for by hand (POST /api/studies/{id}/members/{run_id}/exploit | explore) ----------
+
+
+class MoveRefused(Exception):
+    """A move the API refuses: ``status`` (404, 409 or 422), ``field`` for a 422, a message."""
+
+    def __init__(self, status: int, msg: str, field: str | None = None) -> None:
+        super().__init__(msg)
+        self.status, self.msg, self.field = status, msg, field
+
+
+def _active_member(s: Session, study: Study, run_id: int) -> tuple[StudyTrial, Run]:
+    """The member ``run_id`` of a PBT study, still training (MoveRefused otherwise)."""
+    if study.mode != "pbt":
+        raise MoveRefused(409, f"study {study.id} is a {study.mode} study: exploit and explore "
+                          "are moves of population-based training (mode pbt)")  # fmt: skip
+    if study.status not in ("running", "paused"):
+        raise MoveRefused(409, f"study {study.id} is {study.status}")
+    trial = crud_studies.trial_of_run(s, run_id)
+    run = s.get(Run, run_id)
+    if trial is None or trial.study_id != study.id or run is None:
+        raise MoveRefused(404, f"run {run_id} is no member of study {study.id}")
+    if trial.state is not None or trial.pruned_reason is not None:
+        raise MoveRefused(
+            409, f"run {run_id} is no longer a member: {trial.pruned_reason or trial.state}"
+        )
+    if run.status in TERMINAL_STATUSES:
+        raise MoveRefused(409, f"run {run_id} has {run.status}")
+    return trial, run
+
+
+def request_exploit(s: Session, study: Study, member_run_id: int, source_run_id: int) -> StudyMove:
+    """A person's exploit: ``member_run_id`` is to be replaced by a fork of ``source_run_id``
+    at the source's latest state, through the same two steps as PBT's own (a checkpoint
+    command now, the fork when it has applied; the driver does the rest)."""
+    _, member = _active_member(s, study, member_run_id)
+    if source_run_id == member_run_id:
+        raise MoveRefused(422, "a member cannot exploit itself", "source")
+    try:
+        _, source = _active_member(s, study, source_run_id)
+    except MoveRefused as exc:
+        raise MoveRefused(422, f"source: {exc.msg}", "source") from exc
+    waiting = study_moves.moves_of(s, study.id, status="waiting")
+    if any(m.member_run_id == member_run_id for m in waiting):
+        raise MoveRefused(409, f"run {member_run_id} is already being replaced")
+    event = crud_studies.queue_command(
+        s,
+        source,
+        "checkpoint",
+        {"study_id": study.id, "reason": f"exploit by hand: a copy for #{member.id}"},
+    )
+    member_eval = study_moves.latest_evaluation(s, member.id)
+    source_eval = study_moves.latest_evaluation(s, source.id)
+    return study_moves.add_move(
+        s,
+        study_id=study.id,
+        member_run_id=member.id,
+        source_run_id=source.id,
+        round_=None,
+        by="user",
+        checkpoint_event_id=None if event is None else event.id,
+        member_loss=None if member_eval is None else member_eval[1],
+        source_loss=None if source_eval is None else source_eval[1],
+    )
+
+
+def explore_lr(
+    s: Session, study: Study, member_run_id: int, *, lr: float | None, factor: float | None
+) -> Event:
+    """A person's explore: an ordinary ``set_lr`` on the member, to ``lr`` or its current rate
+    times ``factor``, whose ``reason`` says "explore by hand: lr a -> b"."""
+    trial, run = _active_member(s, study, member_run_id)
+    current = run.lr if run.lr is not None else crud.run_config(run).get("lr")
+    if lr is None:
+        if current is None or not math.isfinite(current):
+            raise MoveRefused(409, f"run {member_run_id} has no current learning rate to scale")
+        lr = float(current) * float(factor)  # type: ignore[arg-type]
+        field = "factor"
+    else:
+        field = "lr"
+    limit = RunConfig.model_fields["lr"].metadata
+    top = next((m.le for m in limit if getattr(m, "le", None) is not None), 100.0)
+    if not (math.isfinite(lr) and 0.0 < lr <= top):
+        raise MoveRefused(422, f"the new lr {lr:.4g} is outside (0, {top:g}]", field)
+    reason = (
+        f"explore by hand: lr {fmt(float(current)) if current is not None else '?'} -> {fmt(lr)}"
+    )
+    payload = {"lr": lr, "reason": reason, "study_id": study.id, "trial": trial.number}
+    event = crud_studies.queue_command(s, run, "set_lr", payload)
+    assert event is not None  # the member is still training
+    return event
+
+
+register_mode("pbt", step)
