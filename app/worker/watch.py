@@ -18,6 +18,7 @@ Detectors (thresholds below, documented in docs/alerts.md):
   ``PLATEAU_PATIENCE`` evaluations. When the layers' update ratios are below their healthy band
   at that moment it is reported as ``lr_too_low`` instead (remedy: multiply the rate by 3),
   otherwise as a true plateau (remedy: divide the rate by 10). Quiet while the run overfits.
+  Each plateau alert doubles the patience for the next (``PLATEAU_BACKOFF``).
 - ``overfitting``: the smoothed train/val gap (validation loss minus the evaluation-mode
   training loss) has grown at each of the last ``OVERFIT_PATIENCE`` evaluations and is above
   ``OVERFIT_MIN_GAP``. Remedy: go back to the best validation step with a third of the rate.
@@ -68,6 +69,11 @@ PLATEAU_PATIENCE = 10
 """Evaluations without improvement of the smoothed validation loss (Keras's patience)."""
 PLATEAU_MIN_DELTA = 1e-4
 """An improvement smaller than this is none (Keras ReduceLROnPlateau's min_delta)."""
+PLATEAU_BACKOFF = 2
+"""After a plateau alert and the next improvement, the patience for the next one grows this
+many times (10, 20, 40... evaluations): a run that keeps crawling down, as a noisy spirals run
+does for 20k steps, got 13 plateau alerts with a fixed patience; a stalled one still gets its
+first alert after PLATEAU_PATIENCE."""
 SMOOTHING = 0.6
 """Weight of the debiased moving average of validation losses (TensorBoard's default, the one
 the charts draw)."""
@@ -297,6 +303,8 @@ class Plateau:
         self.best_step = 0
         self.since = 0
         self.edge = Edge()
+        self.patience = PLATEAU_PATIENCE
+        self.fired = False  # since the last improvement
 
     def update(
         self, step: int, val_loss: float, *, quiet: bool, update_median: float | None
@@ -306,10 +314,13 @@ class Plateau:
         s = self.smooth(val_loss)
         if s < self.best - PLATEAU_MIN_DELTA:
             self.best, self.best_step, self.since = s, step, 0
+            if self.fired:  # back-off: a run that crawls on alerts less and less often
+                self.patience, self.fired = self.patience * PLATEAU_BACKOFF, False
         else:
             self.since += 1
-        if not self.edge(step, self.since >= PLATEAU_PATIENCE and not quiet):
+        if not self.edge(step, self.since >= self.patience and not quiet):
             return None
+        self.fired = True
         lo = HEALTHY_UPDATE_RATIO[0]
         if update_median is not None and update_median < lo:
             message = (

@@ -112,6 +112,28 @@ def test_plateau_after_patience_of_the_smoothed_validation_loss() -> None:
     assert outs[first].findings[0].remedy == W.Remedy("set_lr", 0.1)
 
 
+def test_a_run_that_crawls_down_gets_plateau_alerts_less_and_less_often() -> None:
+    """Stretches of 15 flat evaluations, each ended by a small step down: with a fixed patience
+    every stretch would alert (8 alerts); the patience doubles after each alert, so only the
+    stretches longer than it do. A run that never improves again alerts once."""
+    vals: list[float] = []
+    level = 1.0
+    for _ in range(8):
+        vals += [level] * 15
+        level -= 0.01
+    watch = Watch()
+    fired = [i for i, o in enumerate(evals(watch, vals)) for f in o.findings]
+    assert len(fired) == 1, fired  # 15 flat evaluations: past 10 once, never past 20
+    # flat stretches of about 11, 16, 36 and 21 smoothed evaluations: a fixed patience of 10
+    # alerts in each (4); backing off, after 10, then 20 (the 36), never 40
+    long_vals = [1.0] * 12 + [0.99] * 25 + [0.98] * 45 + [0.97] * 30
+    watch = Watch()
+    fired = [i for i, o in enumerate(evals(watch, long_vals)) for f in o.findings]
+    assert len(fired) == 2 and fired[1] - fired[0] > 2 * W.PLATEAU_PATIENCE, fired
+    stalled = [i for i, o in enumerate(evals(Watch(), [1.0] * 100)) for f in o.findings]
+    assert len(stalled) == 1
+
+
 def test_plateau_with_tiny_updates_is_a_rate_too_low() -> None:
     watch = Watch()
     lo = W.HEALTHY_UPDATE_RATIO[0]
