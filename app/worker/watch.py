@@ -82,7 +82,8 @@ OVERFIT_PATIENCE = 10
 OVERFIT_MIN_GAP = 0.05
 """Nats of smoothed gap below which a growing gap is noise, not overfitting."""
 UPDATE_RATIO_FAR = 10.0
-"""How far outside HEALTHY_UPDATE_RATIO is "far": below 1e-5 or above 1e-1 (band 1e-4..1e-2)."""
+"""How far outside HEALTHY_UPDATE_RATIO is "far": below 1e-5 or above 1 with the band 1e-4..1e-1
+(a step that changes a layer by more than its own size is broken whatever the rate)."""
 UPDATE_RATIO_COOLDOWN = 500
 """Steps between two update-ratio alerts."""
 DECAYED_FACTOR = 0.1
