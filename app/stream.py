@@ -32,10 +32,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from anyio import to_thread
+from sqlalchemy.orm import Session
 from sse_starlette import ServerSentEvent
 
 from app import crud
 from app.crud.health import latest_health_step
+from app.crud.pictures import pictures_version
 from app.db import Database
 from app.models import TERMINAL_STATUSES
 from app.series import Row, to_columns
@@ -54,7 +56,14 @@ _URGENT_KEYS = ("status", "name", "total_steps", "error")
 STATUS_INTERVAL = 1.0
 # New per-layer health rows re-render the health panel (one ``health`` fragment for every
 # viewer) at most this often per run: it summarizes the whole run, so every 2 s is live enough.
+# The same holds for the Pictures panel (a new confusion matrix, regions grid or checkpoint).
 HEALTH_INTERVAL = 2.0
+# Panels pushed when what they show changes: name -> its version, read at every poll (one or
+# two key lookups); the fragments hook renders a panel whose version moved (app/web/fragments).
+PANELS: dict[str, Callable[[Session, int], Any]] = {
+    "health": latest_health_step,
+    "pictures": pictures_version,
+}
 # A viewer more than this many rows behind gets an overview instead of every row...
 OVERVIEW_AFTER_ROWS = 4000
 # ... followed by the exact last rows, this many.
@@ -122,7 +131,7 @@ class _Read:
     metrics: Message | None = None
     more: bool = False  # the row limit was reached: more rows are waiting
     events: list[dict[str, Any]] = field(default_factory=list)
-    health_step: int | None = None  # the run's newest per-layer health step (app/crud/health)
+    panels: dict[str, Any] = field(default_factory=dict)  # each panel's version (``PANELS``)
 
 
 @dataclass(eq=False)
@@ -140,8 +149,7 @@ class _Tail:
     open_events: set[int] = field(default_factory=set)
     last_event_id: int = 0
     fragments: dict[str, Message] = field(default_factory=dict)  # latest, by SSE event name
-    health_step: int | None = None  # newest health step rendered into the ``health`` fragment
-    health_at: float = -math.inf
+    panels: dict[str, tuple[Any, float]] = field(default_factory=dict)  # version, render time
     terminal_polls: int = 0
     ended: bool = False
 
@@ -252,7 +260,7 @@ class StreamHub:
             if run is None:
                 return _Read(None)
             out = _Read(crud.serialize_run(run))
-            out.health_step = latest_health_step(s, run_id)
+            out.panels = {name: version(s, run_id) for name, version in PANELS.items()}
             if cursor is not None:
                 rows = crud.metric_rows(s, run_id, after=cursor, limit=self.chunk_rows)
                 out.metrics = metrics_message(rows) if rows else None
@@ -272,7 +280,7 @@ class StreamHub:
         self._apply_events(tail, read.events)
         self._set_status(tail, read.run, time.monotonic())
         tail.terminal_polls = int(read.run["status"] in TERMINAL_STATUSES)
-        first = {"status", "event"} | self._health_changed(tail, read, force=True)
+        first = {"status", "event"} | self._panels_changed(tail, read, force=True)
         tail.fragments = {m.kind: m for m in await self._fragments(tail, first)}
         tail.ready.set()
 
@@ -294,7 +302,7 @@ class StreamHub:
             messages.extend(events)
             changed.add("event")
         terminal = read.run["status"] in TERMINAL_STATUSES
-        changed |= self._health_changed(tail, read, force=terminal)
+        changed |= self._panels_changed(tail, read, force=terminal)
         tail.terminal_polls = tail.terminal_polls + 1 if terminal else 0
         # Terminal in the previous read too: one more poll lets whatever a worker writes just
         # after the final status (e.g. an error on a command left pending) reach the viewers.
@@ -317,18 +325,20 @@ class StreamHub:
             self._fan_out(tail, fragments)
         return read.more
 
-    def _health_changed(self, tail: _Tail, read: _Read, *, force: bool = False) -> set[str]:
-        """``{"health"}`` when the run has health rows newer than the panel last rendered and
-        ``health_interval`` has passed since (``force``: whatever the interval, as when a tail
-        starts or the run has ended); else empty."""
-        step = read.health_step
-        if step is None or step == tail.health_step:
-            return set()
-        now = time.monotonic()
-        if not force and now - tail.health_at < self.health_interval:
-            return set()
-        tail.health_step, tail.health_at = step, now
-        return {"health"}
+    def _panels_changed(self, tail: _Tail, read: _Read, *, force: bool = False) -> set[str]:
+        """The panels (``PANELS``) whose version moved since they were last rendered, each at
+        most once per ``health_interval`` (``force``: whatever the interval, as when a tail
+        starts or the run has ended)."""
+        now, out = time.monotonic(), set()
+        for name, version in read.panels.items():
+            shown = tail.panels.get(name)
+            if version is None or (shown is not None and shown[0] == version):
+                continue
+            if not force and shown is not None and now - shown[1] < self.health_interval:
+                continue
+            tail.panels[name] = (version, now)
+            out.add(name)
+        return out
 
     def _apply_events(self, tail: _Tail, events: list[dict[str, Any]]) -> list[Message]:
         """Record new or changed events in the tail; their messages, once each."""

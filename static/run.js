@@ -94,6 +94,7 @@
     on("fragment-status", (e) => swapFragments(e.data));
     on("fragment-event", (e) => swapFragments(e.data));
     on("fragment-health", (e) => swapFragments(e.data)); // app/web/health_panel.py
+    on("fragment-pictures", (e) => swapFragments(e.data)); // app/web/pictures.py
     on("error", () => {
       // The browser retries by itself unless the server refused outright; then try again later.
       if (source.readyState === EventSource.CLOSED && ACTIVE.has(view.run.status)) setTimeout(openStream, 2000);

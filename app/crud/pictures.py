@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import insert, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
-from app.models import RunPicture
+from app.models import Checkpoint, RunPicture
 
 __all__ = ["Pictures", "RegionsPicture", "get_pictures", "save_confusion", "save_regions"]
 
@@ -102,3 +102,19 @@ def get_pictures(session: Session, run_id: int) -> Pictures | None:
             n_classes=len(labels),
         )
     return Pictures(step=row.step, labels=labels, matrix=json.loads(row.confusion), regions=regions)
+
+
+def pictures_version(session: Session, run_id: int) -> tuple[int | None, ...] | None:
+    """What the Pictures panel shows changes exactly when this does: the confusion matrix's and
+    the regions' steps and the newest checkpoint (its download links). Two key lookups, which
+    the stream makes at each poll to know when to push the panel again; None before anything."""
+    pictures = session.execute(
+        select(RunPicture.step, RunPicture.regions_step).where(RunPicture.run_id == run_id)
+    ).first()
+    newest = session.execute(
+        select(func.max(Checkpoint.step)).where(Checkpoint.run_id == run_id)
+    ).scalar_one_or_none()
+    if pictures is None and newest is None:
+        return None
+    step, regions = (pictures.step, pictures.regions_step) if pictures is not None else (None, None)
+    return (step, regions, newest)

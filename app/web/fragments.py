@@ -24,6 +24,7 @@ from app.web import present
 from app.web.alerts import alerts_context
 from app.web.health_panel import health_fragment
 from app.web.pages import PACE_CHOICES
+from app.web.pictures import pictures_fragment
 
 EVENT_LOG = 200
 """Newest events listed in the log (the chart markers come from the stream's JSON events)."""
@@ -104,8 +105,10 @@ class Fragments:
         self.env = env
 
     def __call__(self, run_id: int, changed: set[str]) -> list[tuple[str, str]]:
-        # ``health``: the tail saw new per-layer health rows (app/web/health_panel.py).
+        # Panels whose content moved (app/stream.py PANELS): per-layer health, pictures.
         health = health_fragment(self.db, self.env, run_id) if "health" in changed else []
+        if "pictures" in changed:
+            health += pictures_fragment(self.db, self.env, run_id)
         parts = {p for p in changed if p in ("status", "event")}
         if not parts:
             return health

@@ -1,11 +1,9 @@
 """The run page's "Pictures" panel: decision regions, confusion matrix, model downloads.
 
-Rendered with the page and served again at ``/runs/{id}/_pictures``, which the panel polls
-(htmx, every few seconds) while the run can still change: the pictures change at evaluations,
-which the stream's pushes do not follow (a status goes out only when the rate or the best
-metrics move). A poll that would show the same thing answers 204 (htmx swaps nothing), so an
-idle panel costs one primary-key read per poll; a settled run's panel is rendered without the
-poll (templates/_run_pictures.html).
+Rendered with the page (``/runs/{id}/_pictures``, fetched once), then pushed by the run's stream
+as ``fragment-pictures`` whenever what it shows changes (a new confusion matrix at an evaluation,
+a new regions grid, a new checkpoint to download: app/crud/pictures.py ``pictures_version``), at
+most every 2 s and once for all viewers, like the health panel. No viewer polls.
 """
 
 from __future__ import annotations
@@ -20,13 +18,14 @@ from sqlalchemy.orm import Session
 from app import crud
 from app.api.deps import ReadSession
 from app.crud.pictures import get_pictures
+from app.db import Database
 from app.regions_image import class_colour
 from app.web import present
 
 router = APIRouter(include_in_schema=False)
 
-POLL_SECONDS = 3
-"""How often an active run's panel asks for a new picture."""
+FRAGMENT = "fragment-pictures"
+"""SSE event name of the pushed panel (static/run.js swaps it in)."""
 MAX_CLASSES = 30
 """A confusion matrix wider than this is not drawn (it would not fit the page)."""
 DOWNLOADS = 6
@@ -80,7 +79,6 @@ def pictures_context(session: Session, run_id: int) -> dict[str, Any]:
         "regions_step": regions.step if regions is not None else None,
         "download_steps": steps,
         "more_checkpoints": max(0, len({c["step"] for c in checkpoints}) - len(steps)),
-        "poll_seconds": POLL_SECONDS,
         "too_many_classes": False,
         "rows": [],
         "swatches": [],
@@ -109,6 +107,16 @@ def pictures_context(session: Session, run_id: int) -> dict[str, Any]:
 def render_pictures(env: Environment, context: dict[str, Any]) -> str:
     """The panel's live part (``#pictures-live``)."""
     return env.get_template("_run_pictures_live.html").render(pp=context)
+
+
+def pictures_fragment(db: Database, env: Environment, run_id: int) -> list[tuple[str, str]]:
+    """The stream's ``pictures`` part: ``[(FRAGMENT, html)]``, [] when the run is gone."""
+    try:
+        with db.read() as session:
+            context = pictures_context(session, run_id)
+    except HTTPException:
+        return []
+    return [(FRAGMENT, render_pictures(env, context))]
 
 
 @router.get("/runs/{run_id}/_pictures", response_class=HTMLResponse, name="run_pictures")

@@ -6,12 +6,14 @@ bare sleeps. The worker runs in a thread here for speed; the crash test uses rea
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -61,6 +63,33 @@ def holds_for(predicate: Callable[[], object], duration: float = 0.4, what: str 
     while time.monotonic() < deadline:
         assert predicate(), f"stopped holding: {what or predicate}"
         time.sleep(0.02)
+
+
+def run_async(coro: Coroutine[Any, Any, None]) -> None:
+    """``asyncio.run``, also when this thread already runs a loop: Playwright's sync API leaves
+    one behind when the e2e tests ran first in the same pytest process."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(coro)
+        return
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, coro).result()
+
+
+async def next_message(viewer: AsyncIterator[bytes]) -> dict[str, str]:
+    """A stream viewer's next SSE message as ``{"event", "data", ...}`` (data lines joined)."""
+    raw = (await asyncio.wait_for(viewer.__anext__(), 5.0)).decode()
+    message: dict[str, str] = {}
+    data = []
+    for line in raw.splitlines():
+        name, _, value = line.partition(":")
+        if name == "data":
+            data.append(value.removeprefix(" "))
+        elif name:
+            message[name] = value.removeprefix(" ")
+    message["data"] = "\n".join(data)
+    return message
 
 
 def fast_settings(data_dir: Path, **overrides: Any) -> Settings:

@@ -8,14 +8,14 @@ import asyncio
 import json
 import socket
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 import uvicorn
 from anyio import to_thread
+from conftest import run_async
 from fastapi.testclient import TestClient
 
 from app import crud
@@ -29,18 +29,6 @@ from app.stream import StreamHub
 pytestmark = pytest.mark.timeout(60)
 
 Viewer = AsyncIterator[bytes]
-
-
-def run_async(coro: Coroutine[Any, Any, None]) -> None:
-    """``asyncio.run``, also when this thread already runs a loop: Playwright's sync API leaves
-    one behind when the e2e tests ran first in the same pytest process."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        asyncio.run(coro)
-        return
-    with ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, coro).result()
 
 
 def _rows(first: int, last: int) -> list[dict[str, Any]]:

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Coroutine
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from conftest import next_message, run_async
 from fastapi.templating import Jinja2Templates
 from fastapi.testclient import TestClient
 from jinja2 import Environment
@@ -26,32 +25,6 @@ from app.web.health_panel import FRAGMENT, health_context, render_health
 from engine.health import LayerHealth
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def run_async(coro: Coroutine[Any, Any, None]) -> None:
-    """``asyncio.run``, also when this thread already runs a loop (as tests/app/test_stream.py)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        asyncio.run(coro)
-        return
-    with ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, coro).result()
-
-
-async def next_message(viewer: AsyncIterator[bytes]) -> dict[str, str]:
-    """The viewer's next SSE message as ``{"event", "data"}`` (data lines joined)."""
-    raw = (await asyncio.wait_for(viewer.__anext__(), 5.0)).decode()
-    message: dict[str, str] = {}
-    data = []
-    for line in raw.splitlines():
-        name, _, value = line.partition(":")
-        if name == "data":
-            data.append(value.removeprefix(" "))
-        elif name:
-            message[name] = value.removeprefix(" ")
-    message["data"] = "\n".join(data)
-    return message
 
 
 @pytest.fixture

@@ -69,7 +69,7 @@ def test_digits_confusion_matrix_renders(browser_page: Page, url: str, tmp_path:
     counts = [int(t) for t in table.locator("td").all_inner_texts()]
     assert len(counts) == 100 and sum(counts) == 360  # the validation split of digits
     expect(page.locator("#regions-image")).to_have_count(0)
-    # The run ended: the panel stops asking.
+    # Pushed by the stream, never polled.
     expect(page.locator("#pictures-live")).not_to_have_attribute("hx-trigger", "every 3s")
     link = page.locator("a.weights").first
     expect(link).to_have_attribute("href", f"/api/runs/{run['id']}/checkpoints/150/weights.npz")
