@@ -231,6 +231,7 @@ class Known:
 
     train: int
     train_step: int = 0
+    checkpoints: list[int] = field(default_factory=list)  # the training run's, as last listed
     others: list[int] = field(default_factory=list)
 
     def pick(self, rng: random.Random, train_share: float = 0.7) -> int:
@@ -294,7 +295,10 @@ class Clients:
         elif what == "page":
             await self.call("read page", "GET", f"/runs/{run}")
         else:
-            await self.call(f"read {what}", "GET", f"/api/runs/{run}/{what}")
+            response = await self.call(f"read {what}", "GET", f"/api/runs/{run}/{what}")
+            ok = response is not None and response.status_code == 200
+            if ok and what == "checkpoints" and run == self.known.train:
+                self.known.checkpoints = [int(c["step"]) for c in response.json()]
 
     async def _command(self, run: int, body: dict[str, Any]) -> None:
         expect = (202,) if run == self.known.train else (202, 409)  # others may have ended
@@ -328,14 +332,17 @@ class Clients:
             self.known.others.append(int(response.json()["id"]))
 
     async def fork(self, rng: random.Random) -> None:
+        """From a checkpoint this client has seen listed, as the run page does (409 when it has
+        been thinned out since), or ``nearest`` to any step."""
         train = self.known.train
-        body = {
-            "step": rng.randint(0, self.known.train_step),
-            "more_steps": 20,
-            "name": "load fork",
-        }
+        body: dict[str, Any] = {"more_steps": 20, "name": "load fork"}
+        if self.known.checkpoints and rng.random() < 0.5:
+            body["step"], expect = rng.choice(self.known.checkpoints), (201, 409)
+        else:
+            body["step"], body["nearest"] = rng.randint(0, self.known.train_step), True
+            expect = (201,)
         response = await self.call("fork", "POST", f"/api/runs/{train}/fork", body=body,
-                                   expect=(201,))  # fmt: skip
+                                   expect=expect)  # fmt: skip
         if response is not None and response.status_code == 201:
             self.known.others.append(int(response.json()["id"]))
 
