@@ -40,6 +40,7 @@ SPACE = {
     "dropout": {"low": 0.0, "high": 0.5},
 }
 SEED = 2026
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -53,6 +54,7 @@ class Measured:
     load_before: float
     load_after: float
     train_seconds: list[float]
+    server_cpu: float
 
     @property
     def per_minute(self) -> float:
@@ -72,19 +74,35 @@ def study_body(trials: int, steps: int, parallel: int) -> dict[str, Any]:
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process (the server's: its HTTP threads and the study
+    driver; the workers are processes of their own)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
 def run_study(server: Served, trials: int, steps: int, workers: int, timeout: float) -> Measured:
     """Create the study and wait for it to finish; the wall time from the POST."""
     load_before = os.getloadavg()[0]
+    cpu = cpu_seconds(server.process.pid)
     started = time.monotonic()
     sid = server.post("/api/studies", study_body(trials, steps, workers))["id"]
     server.wait_until(
         lambda: server.get(f"/api/studies/{sid}")["status"] == "finished", timeout, interval=0.1
     )
     seconds = time.monotonic() - started
+    cpu = cpu_seconds(server.process.pid) - cpu
     study = server.get(f"/api/studies/{sid}")
     train = [training_seconds(server, t["run_id"]) for t in study["trials"]]
     return Measured(
-        workers, seconds, study["trials"], study["best"], load_before, os.getloadavg()[0], train
+        workers,
+        seconds,
+        study["trials"],
+        study["best"],
+        load_before,
+        os.getloadavg()[0],
+        train,
+        cpu,
     )
 
 
@@ -123,7 +141,8 @@ def report(results: list[Measured], default: dict[str, Any], args: argparse.Name
         busy = sum(m.train_seconds) / (m.workers * m.seconds)
         print(
             f"  training per trial {sum(m.train_seconds) / len(m.train_seconds):.2f} s (first "
-            f"to last step); workers training {100 * busy:.0f}% of the wall time"
+            f"to last step); workers training {100 * busy:.0f}% of the wall time; the server "
+            f"process (HTTP and study driver) used {m.server_cpu:.2f} s of CPU"
         )
     base = next((m for m in results if m.workers == 1), None)
     top = max(results, key=lambda m: m.workers)

@@ -456,8 +456,10 @@ def _maybe_end(driver: StudyDriver, study: Study) -> None:
         rows = crud_studies.trials_of(s, study.id)
         waiting = study_moves.moves_of(s, study.id, status="waiting")
         fresh = crud_studies.get_study(s, study.id)
-    if fresh is None or waiting or len(rows) < study.parallel:
+    if fresh is None or waiting:
         return
+    if len(rows) < study.parallel and fresh.status != "stopping":
+        return  # the population is not complete yet (a study stopped early ends regardless)
     if any(t.state is None for t, _ in rows):
         return
     with driver.db.write() as s:

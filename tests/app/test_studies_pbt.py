@@ -248,6 +248,16 @@ def test_exploit_and_explore_by_hand(
     wait(lambda: _study(client, sid)["status"] == "stopped", timeout=30, what="study stopped")
 
 
+def test_a_pbt_study_stopped_at_once_ends_stopped(
+    client: TestClient, tiny: dict[str, Any], wait: Callable[..., Any]
+) -> None:
+    body = {"mode": "pbt", "config": tiny, "space": {"lr": {"low": 1e-3, "high": 0.1}}}
+    sid = client.post("/api/studies", json=body).json()["id"]
+    assert client.post(f"/api/studies/{sid}/commands", json={"type": "stop"}).status_code == 202
+    wait(lambda: _study(client, sid)["status"] == "stopped", timeout=30, what="study stopped")
+    assert all(t["status"] == "stopped" for t in _study(client, sid)["trials"])
+
+
 def crud_status(client: TestClient, run_id: int) -> str:
     return str(client.get(f"/api/runs/{run_id}").json()["status"])
 
