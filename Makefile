@@ -61,6 +61,7 @@ bench: install-test
 	$(BIN)/python bench/viewers.py
 	$(BIN)/python bench/load.py
 	$(BIN)/python bench/compare_page.py
+	$(BIN)/python bench/studies.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
