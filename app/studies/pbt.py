@@ -148,6 +148,8 @@ def step(driver: StudyDriver, study_id: int) -> None:
         _populate(driver, study, params)
     for move in _waiting(driver, study_id):
         _complete(driver, study, params, move)
+    if study.status == "stopping":
+        _stop_stragglers(driver, study)
     _record_ended(driver, study)
     if study.status == "running":
         _rank(driver, study)
@@ -180,6 +182,9 @@ def _populate(driver: StudyDriver, study: Study, params: list[Param]) -> None:
             error = f"the sampled settings are invalid: {first['loc']}: {first['msg']}"
             config = base
         with driver.db.write() as s:
+            current = crud_studies.get_study(s, study.id)
+            if current is None or current.status != "running":
+                return  # paused or stopped meanwhile: no new member
             name = f"study {study.id} · member {number}"
             run = crud.create_run(s, config=config, name=name)
             trial = study_moves.link_member(
@@ -190,6 +195,21 @@ def _populate(driver: StudyDriver, study: Study, params: list[Param]) -> None:
                 crud_studies.mark_told(s, trial.id, "fail", None)
             elif pace is not None:
                 crud.record_command(s, run.id, "set_pace", {"steps_per_second": float(pace)})
+
+
+def _stop_stragglers(driver: StudyDriver, study: Study) -> None:
+    """Stop a member created while the study's stop was being sent (it would train on and keep
+    the study from ending): the same ordinary stop, with the same reason."""
+    reason = "the study was stopped"
+    with driver.db.write() as s:
+        for trial, run in crud_studies.trials_of(s, study.id):
+            if trial.state is not None or trial.pruned_reason is not None:
+                continue
+            if run.status in TERMINAL_STATUSES:
+                continue
+            crud_studies.set_pruned(s, trial.id, reason)
+            payload = {"reason": reason, "study_id": study.id, "trial": trial.number}
+            crud_studies.queue_command(s, run, "stop", payload)
 
 
 def _record_ended(driver: StudyDriver, study: Study) -> None:
@@ -208,7 +228,9 @@ def _record_ended(driver: StudyDriver, study: Study) -> None:
         if replace and study.status == "running" and _decide(driver, study, trial, run, run.step):
             continue
         state, value = "fail", None
-        if run.status == "finished":
+        if trial.pruned_reason is not None and run.status in ("finished", "stopped"):
+            state = "pruned"  # replaced (or the study stopped) but it ended before its stop did
+        elif run.status == "finished":
             loss = run.best_val_loss
             if loss is not None and math.isfinite(loss):
                 state, value = "complete", float(loss)
