@@ -257,18 +257,20 @@ def _rank(driver: StudyDriver, study: Study) -> None:
     with driver.db.read() as s:
         rows = crud_studies.trials_of(s, study.id)
         standing = _standing(s, rows)
-        waiting = {m.member_run_id for m in study_moves.moves_of(s, study.id, status="waiting")}
+        moves = study_moves.moves_of(s, study.id, status="waiting")
+    # A member being replaced, or being copied (its checkpoint is awaited), waits a tick.
+    busy = {m.member_run_id for m in moves} | {m.source_run_id for m in moves}
     by_run = {run.id: (trial, run) for trial, run in rows}
+    ranking = sorted(standing, key=lambda r: (standing[r][1], r))
     for run_id, (at, _) in sorted(standing.items()):
         trial, run = by_run[run_id]
         boundary = at // interval * interval
         start = run.parent_step or 0
         total = run.total_steps
-        if boundary <= max(start, trial.reported_step) or run_id in waiting:
+        if boundary <= max(start, trial.reported_step) or run_id in busy:
             continue
         if total is not None and boundary >= total:
             continue
-        ranking = sorted(standing, key=lambda r: (standing[r][1], r))
         _decide(driver, study, trial, run, boundary, ranking=ranking, standing=standing)
 
 

@@ -127,6 +127,28 @@ def test_a_decision_is_keyed_by_member_and_step_and_survives_a_restart(
         assert s.query(StudyMove).count() == 1, "no new round before step 80"
 
 
+def test_a_diverged_member_is_replaced_at_its_last_step(
+    db: Database, settings: Settings, tiny: dict[str, Any]
+) -> None:
+    sid = _pbt_study(db, tiny)
+    StudyDriver(db, settings.database_url).tick()
+    with db.read() as s:
+        (_, good), (_, bad) = crud_studies.trials_of(s, sid)
+    _evaluate(db, good.id, 20, 0.3)
+    _evaluate(db, bad.id, 20, 0.9)
+    with db.write() as s:
+        run = crud.get_run(s, bad.id)
+        assert run is not None
+        run.status, run.step = "diverged", 27
+    StudyDriver(db, settings.database_url).tick()
+    StudyDriver(db, settings.database_url).tick()
+    with db.read() as s:
+        moves = s.query(StudyMove).all()
+        trial = crud_studies.trial_of_run(s, bad.id)
+    assert [(m.member_run_id, m.source_run_id, m.round) for m in moves] == [(bad.id, good.id, 27)]
+    assert trial is not None and trial.state is None, "told only once its replacement is made"
+
+
 # -- with workers: the moves themselves -----------------------------------------------------------
 
 
