@@ -241,10 +241,12 @@ def _record_ended(driver: StudyDriver, study: Study) -> None:
 
 
 def _standing(s: Session, rows: list[tuple[StudyTrial, Run]]) -> dict[int, tuple[int, float]]:
-    """Latest (evaluation step, validation loss) of each member still training."""
+    """Latest (evaluation step, validation loss) of each member still training; one already
+    replaced (its stop not applied yet) is no member any more: neither ranked nor copied."""
     out = {}
     for trial, run in rows:
-        if trial.state is None and run.status not in TERMINAL_STATUSES:
+        member = trial.state is None and trial.pruned_reason is None
+        if member and run.status not in TERMINAL_STATUSES:
             latest = study_moves.latest_evaluation(s, run.id)
             if latest is not None:
                 out[run.id] = latest
@@ -388,6 +390,8 @@ def exploit(
         raise Cannot(f"#{member.id} {member.status} first")
     if source.status in REPLACED:
         raise Cannot(f"the source #{source.id} {source.status}")
+    if source_trial.pruned_reason is not None:
+        raise Cannot(f"the source #{source.id} was replaced first")
     ckpt_step = crud.checkpoint_step_at_or_before(s, source.id, source.step if at is None else at)
     if ckpt_step is None:
         raise Cannot(f"the source #{source.id} has no checkpoint")

@@ -149,6 +149,23 @@ def test_a_diverged_member_is_replaced_at_its_last_step(
     assert trial is not None and trial.state is None, "told only once its replacement is made"
 
 
+def test_a_member_already_replaced_is_neither_ranked_nor_copied(
+    db: Database, settings: Settings, tiny: dict[str, Any]
+) -> None:
+    sid = _pbt_study(db, tiny, parallel=3, n_trials=3)
+    StudyDriver(db, settings.database_url).tick()
+    with db.read() as s:
+        (ta, a), (_, b), (_, c) = crud_studies.trials_of(s, sid)
+    for run, loss in ((a, 0.2), (b, 0.5), (c, 0.9)):
+        _evaluate(db, run.id, 40, loss)
+    with db.write() as s:  # a's exploit is done, its stop not applied yet
+        crud_studies.set_pruned(s, ta.id, "replaced by #99")
+    StudyDriver(db, settings.database_url).tick()
+    with db.read() as s:
+        moves = s.query(StudyMove).all()
+    assert [(m.member_run_id, m.source_run_id) for m in moves] == [(c.id, b.id)]
+
+
 # -- with workers: the moves themselves -----------------------------------------------------------
 
 
