@@ -2,10 +2,11 @@
 ordinary commands: checkpoint, fork, set_lr and stop (docs/studies.md, "Population-based
 training").
 
-The population is ``parallel`` members, each an ordinary run (a trial of the study). Every
-``perturbation_interval`` steps a member is ranked against the others by their latest validation
-loss; one in the bottom quarter is replaced by a fork of a random member of the top quarter
-(exploit) whose hyperparameters are perturbed (explore), and is stopped with the reason. Ray
+The population is ``parallel`` members, each an ordinary run (a trial of the study). Once a
+member has trained ``perturbation_interval`` steps since it was last ranked (or started, or was
+forked), it is ranked against the others by their latest validation loss; one in the bottom
+quarter is replaced by a fork of a random member of the top quarter (exploit) whose
+hyperparameters are perturbed (explore), and is stopped with the reason. Ray
 Tune's defaults: quantile 0.25, numbers multiplied by 1.2 or 0.8, resampled from the space with
 probability 0.25. Fields a fork cannot change (``FROZEN_ON_FORK``) are never explored; the
 learning rate is changed by an ordinary ``set_lr`` queued on the fork, so it shows on its curve.
@@ -254,7 +255,9 @@ def _standing(s: Session, rows: list[tuple[StudyTrial, Run]]) -> dict[int, tuple
 
 
 def _rank(driver: StudyDriver, study: Study) -> None:
-    """Rank each member that evaluated past a perturbation step it was not ranked at yet."""
+    """Rank each member whose latest evaluation is at least an interval past its previous
+    ranking (or its start: step 0, or the step it was forked at), as Ray Tune counts it, at that
+    evaluation's step; the round is recorded in the same transaction as the decision."""
     interval = interval_of(study)
     with driver.db.read() as s:
         rows = crud_studies.trials_of(s, study.id)
@@ -266,14 +269,13 @@ def _rank(driver: StudyDriver, study: Study) -> None:
     ranking = sorted(standing, key=lambda r: (standing[r][1], r))
     for run_id, (at, _) in sorted(standing.items()):
         trial, run = by_run[run_id]
-        boundary = at // interval * interval
-        start = run.parent_step or 0
+        last = max(run.parent_step or 0, trial.reported_step)
         total = run.total_steps
-        if boundary <= max(start, trial.reported_step) or run_id in busy:
+        if at < last + interval or run_id in busy:
             continue
-        if total is not None and boundary >= total:
+        if total is not None and at >= total:
             continue
-        _decide(driver, study, trial, run, boundary, ranking=ranking, standing=standing)
+        _decide(driver, study, trial, run, at, ranking=ranking, standing=standing)
 
 
 def _decide(
