@@ -26,13 +26,17 @@ log = logging.getLogger(__name__)
 
 _WRITE_OPTION = WRITE_OPTION
 BUSY_TIMEOUT_MS = 10_000
-# A file SQLite's pool never makes a thread wait for a connection (max_overflow=-1: one more is
-# opened, a file handle). A request holds its ReadSession's connection until its response is
-# sent, and in between FastAPI validates the response in the threadpool (40 threads): with
-# SQLAlchemy's bounded default (5 + 10), 40 threads blocked in the pool waiting for connections
-# held by requests that wait for a thread deadlocked the server under load until the pool's 30 s
-# timeout answered 500 (bench/load.py; tests/app/test_db_pool.py). 40 stay pooled: the threads.
+# No thread of the server may wait for a pooled connection. A request used to hold its
+# ReadSession's connection until its response was sent, and in between FastAPI validates the
+# response in the threadpool (anyio's 40 threads): with SQLAlchemy's bounded default (5 + 10), 40
+# threads blocked in the pool waiting for connections held by requests that waited for a thread,
+# and the server deadlocked under load until the pool's 30 s timeout answered 500 (bench/load.py;
+# tests/app/test_db_pool.py). Read sessions now end with the route function (app/api/deps.py),
+# and the pool has room for every thread at once: a file SQLite's without limit (a connection is
+# a file handle; 40 stay pooled), PostgreSQL's up to THREADS + a few for the server's own threads
+# (the study driver, the lifespan), within PostgreSQL's default max_connections of 100.
 SQLITE_POOL: dict[str, Any] = {"pool_size": 40, "max_overflow": -1}
+SERVER_POOL: dict[str, Any] = {"pool_size": 10, "max_overflow": 40, "pool_pre_ping": True}
 
 
 class Database:
@@ -83,7 +87,7 @@ def make_engine(url: str, *, wal: bool = True) -> Engine:
     """Build an engine; for SQLite install the pragmas and the BEGIN IMMEDIATE hook."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, **SERVER_POOL)
     pool: dict[str, Any] = {}
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)

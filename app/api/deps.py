@@ -29,14 +29,22 @@ def get_settings(request: Request) -> Settings:
 
 
 def read_session(db: Annotated[Database, Depends(get_db)]) -> Iterator[Session]:
-    """A read transaction for the duration of one request (use from ``def`` routes)."""
+    """A read transaction around the route function (use from ``def`` routes).
+
+    It ends when the function returns, before the response is validated and sent
+    (``scope="function"``): a session held until the response went out kept its pooled
+    connection while the response waited for a thread of the threadpool, and under load every
+    thread then waited for a connection held by a response waiting for a thread (a deadlock
+    until the pool's 30 s timeout answered 500; bench/load.py found it, on PostgreSQL's bounded
+    pool as on SQLite's). Routes return plain data, never ORM objects still to be loaded.
+    """
     with db.read() as session:
         yield session
 
 
 DbDep = Annotated[Database, Depends(get_db)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-ReadSession = Annotated[Session, Depends(read_session)]
+ReadSession = Annotated[Session, Depends(read_session, scope="function")]
 
 
 # The largest integer the database stores (SQLite INTEGER, PostgreSQL BIGINT): ids, steps and

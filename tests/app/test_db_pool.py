@@ -25,6 +25,7 @@ from sqlalchemy import text
 
 from app.db import Database
 from app.main import create_app
+from app.settings import Settings
 
 
 def test_many_sessions_at_once_each_get_a_connection_without_waiting(tmp_path: Path) -> None:
@@ -40,6 +41,19 @@ def test_many_sessions_at_once_each_get_a_connection_without_waiting(tmp_path: P
 
 def test_many_concurrent_reads_through_the_app_all_answer(tmp_path: Path) -> None:
     with TestClient(create_app(fast_settings(tmp_path))) as client:
+        run = client.post("/api/runs", json={"config": {"dataset": "spirals"}}).json()
+        with ThreadPoolExecutor(150) as pool:
+            codes = Counter(
+                pool.map(lambda _: client.get(f"/api/runs/{run['id']}").status_code, range(600))
+            )
+    assert codes == Counter({200: 600})
+
+
+def test_many_concurrent_reads_on_the_suites_database_all_answer(settings: Settings) -> None:
+    """The same load on the database the suite runs on (PostgreSQL's bounded pool in
+    `make test-postgres`): a read session ends with its route function, so no response holds
+    a connection while it waits for a thread (before: no answer within 300 s on PostgreSQL)."""
+    with TestClient(create_app(settings)) as client:
         run = client.post("/api/runs", json={"config": {"dataset": "spirals"}}).json()
         with ThreadPoolExecutor(150) as pool:
             codes = Counter(
