@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,11 @@ def _settings(args: argparse.Namespace) -> Settings:
         overrides["workers"] = default_workers()
     try:
         return Settings(**overrides)
+    except ValidationError as exc:  # one line per field, without pydantic's links
+        reasons = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        raise BadInput(f"invalid settings: {reasons}") from exc
     except ValueError as exc:
         raise BadInput(f"invalid settings: {exc}") from exc
 

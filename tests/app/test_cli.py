@@ -73,6 +73,22 @@ def test_bad_input_is_one_line_and_exit_2(
     assert len(err.splitlines()) == 1 and "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--allowed-hosts", "bad host!!"], "allowed_hosts: Value error, PANDAMODE_ALLOWED_HOSTS"),
+        (["--port", "99999"], "port: Input should be less than or equal to 65535"),
+    ],
+)
+def test_bad_settings_are_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    code = main(["serve", "--data-dir", str(tmp_path), *flags])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err
+    assert len(err.splitlines()) == 1 and "errors.pydantic.dev" not in err
+
+
 def test_ctrl_c_stops_the_headless_run_cleanly(tmp_path: Path, wait: Any) -> None:
     config = {"dataset": "spirals", "n_samples": 200, "hidden": [16], "max_steps": 10_000_000}
     path = _write(tmp_path / "run.json", config)
