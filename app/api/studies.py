@@ -21,7 +21,7 @@ from app.crud import studies as crud_studies
 from app.crud import study_moves
 from app.crud.fork_rates import settle_fork_rate
 from app.models import TERMINAL_STATUSES, Study
-from app.studies import pbt
+from app.studies import pbt_moves
 from app.studies.narrow import narrow_space
 from app.studies.pbt import DEFAULT_INTERVAL_EVALS
 from app.studies.space import (
@@ -499,7 +499,7 @@ class ExploreRequest(_Strict):
         return self
 
 
-def _refused(exc: pbt.MoveRefused, body: BaseModel) -> Exception:
+def _refused(exc: pbt_moves.MoveRefused, body: BaseModel) -> Exception:
     if exc.status == 422:
         field = exc.field or "body"
         return invalid(("body", field), exc.msg, getattr(body, field, None))
@@ -516,8 +516,8 @@ def exploit_member(
     with db.write() as s:
         study = _study_or_404(s, study_id)
         try:
-            move = pbt.request_exploit(s, study, run_id, body.source)
-        except pbt.MoveRefused as exc:
+            move = pbt_moves.request_exploit(s, study, run_id, body.source)
+        except pbt_moves.MoveRefused as exc:
             raise _refused(exc, body) from exc
         out = study_moves.serialize_move(move)
     _wake(request)
@@ -533,7 +533,7 @@ def explore_member(
     with db.write() as s:
         study = _study_or_404(s, study_id)
         try:
-            event = pbt.explore_lr(s, study, run_id, lr=body.lr, factor=body.factor)
-        except pbt.MoveRefused as exc:
+            event = pbt_moves.explore_lr(s, study, run_id, lr=body.lr, factor=body.factor)
+        except pbt_moves.MoveRefused as exc:
             raise _refused(exc, body) from exc
         return crud.serialize_event(event)

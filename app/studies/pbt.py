@@ -19,115 +19,33 @@ runs and the member's stop. A server killed anywhere resumes with nothing done t
 
 A member that diverges or fails is replaced the same way at its last step, so the population
 stays ``parallel``; the study ends when every member has reached the config's ``max_steps``.
+The rules themselves are in ``pbt_rules``; the moves a person asks for, in ``pbt_moves``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
 from typing import Any
 
-import numpy as np
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from app import crud
-from app.api.schemas import FROZEN_ON_FORK
 from app.crud import studies as crud_studies
 from app.crud import study_moves
 from app.crud.fork_rates import settle_fork_rate
 from app.models import TERMINAL_STATUSES, Event, Run, Study, StudyMove, StudyTrial
 from app.studies.driver import StudyDriver, register_mode
+from app.studies.pbt_rules import draw, explorable, fmt, perturb, quartiles, rng_for, sampled_names
 from app.studies.space import Param, space_from_json
 from engine import RunConfig
 
 log = logging.getLogger(__name__)
 
-QUANTILE = 0.25
-RESAMPLE_PROBABILITY = 0.25
-FACTORS = (1.2, 0.8)
 DEFAULT_INTERVAL_EVALS = 4  # perturbation_interval defaults to 4 evaluations
 REPLACED = ("failed", "diverged")  # members that end this way are replaced, not just told
-
-
-# -- the pure rules (tested on synthetic rankings) ------------------------------------------------
-
-
-def quartiles(ranked: list[Any], quantile: float = QUANTILE) -> tuple[list[Any], list[Any]]:
-    """(bottom, top) of members ranked best first, as Ray Tune splits them: ceil(n * quantile)
-    each, at most half of the population."""
-    n = math.ceil(len(ranked) * quantile)
-    n = min(n, len(ranked) // 2)
-    if n == 0:
-        return [], []
-    return ranked[len(ranked) - n :], ranked[:n]
-
-
-def rng_for(seed: int, *keys: int) -> np.random.Generator:
-    """A generator fixed by the study's seed and the decision's key: the same decision draws
-    the same source and the same perturbation after a restart."""
-    digest = hashlib.sha256(json.dumps([seed, *keys]).encode()).digest()
-    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
-
-
-def draw(param: Param, rng: np.random.Generator) -> Any:
-    """A value from the param's distribution (log-uniform where log; 1 - x log-uniform for an
-    averaging parameter)."""
-    if param.kind == "choices":
-        return param.choices[int(rng.integers(len(param.choices)))]
-    lo, hi = float(param.low), float(param.high)  # type: ignore[arg-type]
-    if param.kind == "one_minus":
-        u = math.exp(rng.uniform(math.log(1.0 - hi), math.log(1.0 - lo)))
-        return 1.0 - u
-    x = math.exp(rng.uniform(math.log(lo), math.log(hi))) if param.log else rng.uniform(lo, hi)
-    if param.kind == "int":
-        return int(min(max(round(x), int(lo)), int(hi)))
-    return float(x)
-
-
-def explorable(params: list[Param]) -> list[Param]:
-    """The params explore may change: those a fork can change."""
-    return [p for p in params if p.field not in FROZEN_ON_FORK]
-
-
-def perturb(param: Param, value: Any, rng: np.random.Generator) -> Any:
-    """Ray Tune's explore of one value: resampled with probability 0.25; else a number times
-    1.2 or 0.8 (1 - x scaled for an averaging parameter), kept inside the space's range, and a
-    choice moved to a neighbouring one."""
-    if rng.random() < RESAMPLE_PROBABILITY:
-        return draw(param, rng)
-    if param.kind == "choices":
-        encoded = [json.dumps(c) for c in param.choices]
-        i = encoded.index(json.dumps(value)) if json.dumps(value) in encoded else 0
-        j = min(max(i + (1 if rng.random() < 0.5 else -1), 0), len(param.choices) - 1)
-        return param.choices[j]
-    factor = FACTORS[int(rng.integers(2))]
-    lo, hi = float(param.low), float(param.high)  # type: ignore[arg-type]
-    if param.kind == "one_minus":
-        u = min(max((1.0 - float(value)) * factor, 1.0 - hi), 1.0 - lo)
-        return 1.0 - u
-    x = min(max(float(value) * factor, lo), hi)
-    return round(x) if param.kind == "int" else x
-
-
-def sampled_names(params: list[Param], values: dict[str, Any]) -> dict[str, Any]:
-    """The values under the names a search's trial records them (``1-beta1`` = 1 - beta1)."""
-    out = {}
-    for p in params:
-        if p.field in values:
-            v = values[p.field]
-            out[p.name] = 1.0 - v if p.kind == "one_minus" else v
-    return out
-
-
-def fmt(value: Any) -> str:
-    """A value in a note: 4 significant digits for a float."""
-    return f"{value:.4g}" if isinstance(value, float) else json.dumps(value)
-
-
-# -- the driver's step ---------------------------------------------------------------------------
 
 
 def interval_of(study: Study) -> int:
@@ -495,99 +413,6 @@ def _maybe_end(driver: StudyDriver, study: Study) -> None:
     with driver.db.write() as s:
         ended = "stopped" if fresh.status == "stopping" else "finished"
         crud_studies.set_study_status(s, study.id, ended)
-
-
-# -- moves asked for by hand (POST /api/studies/{id}/members/{run_id}/exploit | explore) ----------
-
-
-class MoveRefused(Exception):
-    """A move the API refuses: ``status`` (404, 409 or 422), ``field`` for a 422, a message."""
-
-    def __init__(self, status: int, msg: str, field: str | None = None) -> None:
-        super().__init__(msg)
-        self.status, self.msg, self.field = status, msg, field
-
-
-def _active_member(s: Session, study: Study, run_id: int) -> tuple[StudyTrial, Run]:
-    """The member ``run_id`` of a PBT study, still training (MoveRefused otherwise)."""
-    if study.mode != "pbt":
-        raise MoveRefused(409, f"study {study.id} is a {study.mode} study: exploit and explore "
-                          "are moves of population-based training (mode pbt)")  # fmt: skip
-    if study.status not in ("running", "paused"):
-        raise MoveRefused(409, f"study {study.id} is {study.status}")
-    trial = crud_studies.trial_of_run(s, run_id)
-    run = s.get(Run, run_id)
-    if trial is None or trial.study_id != study.id or run is None:
-        raise MoveRefused(404, f"run {run_id} is no member of study {study.id}")
-    if trial.state is not None or trial.pruned_reason is not None:
-        raise MoveRefused(
-            409, f"run {run_id} is no longer a member: {trial.pruned_reason or trial.state}"
-        )
-    if run.status in TERMINAL_STATUSES:
-        raise MoveRefused(409, f"run {run_id} has {run.status}")
-    return trial, run
-
-
-def request_exploit(s: Session, study: Study, member_run_id: int, source_run_id: int) -> StudyMove:
-    """A person's exploit: ``member_run_id`` is to be replaced by a fork of ``source_run_id``
-    at the source's latest state, through the same two steps as PBT's own (a checkpoint
-    command now, the fork when it has applied; the driver does the rest)."""
-    _, member = _active_member(s, study, member_run_id)
-    if source_run_id == member_run_id:
-        raise MoveRefused(422, "a member cannot exploit itself", "source")
-    try:
-        _, source = _active_member(s, study, source_run_id)
-    except MoveRefused as exc:
-        raise MoveRefused(422, f"source: {exc.msg}", "source") from exc
-    waiting = study_moves.moves_of(s, study.id, status="waiting")
-    if any(m.member_run_id == member_run_id for m in waiting):
-        raise MoveRefused(409, f"run {member_run_id} is already being replaced")
-    event = crud_studies.queue_command(
-        s,
-        source,
-        "checkpoint",
-        {"study_id": study.id, "reason": f"exploit by hand: a copy for #{member.id}"},
-    )
-    member_eval = study_moves.latest_evaluation(s, member.id)
-    source_eval = study_moves.latest_evaluation(s, source.id)
-    return study_moves.add_move(
-        s,
-        study_id=study.id,
-        member_run_id=member.id,
-        source_run_id=source.id,
-        round_=None,
-        by="user",
-        checkpoint_event_id=None if event is None else event.id,
-        member_loss=None if member_eval is None else member_eval[1],
-        source_loss=None if source_eval is None else source_eval[1],
-    )
-
-
-def explore_lr(
-    s: Session, study: Study, member_run_id: int, *, lr: float | None, factor: float | None
-) -> Event:
-    """A person's explore: an ordinary ``set_lr`` on the member, to ``lr`` or its current rate
-    times ``factor``, whose ``reason`` says "explore by hand: lr a -> b"."""
-    trial, run = _active_member(s, study, member_run_id)
-    current = run.lr if run.lr is not None else crud.run_config(run).get("lr")
-    if lr is None:
-        if current is None or not math.isfinite(current):
-            raise MoveRefused(409, f"run {member_run_id} has no current learning rate to scale")
-        lr = float(current) * float(factor)  # type: ignore[arg-type]
-        field = "factor"
-    else:
-        field = "lr"
-    limit = RunConfig.model_fields["lr"].metadata
-    top = next((m.le for m in limit if getattr(m, "le", None) is not None), 100.0)
-    if not (math.isfinite(lr) and 0.0 < lr <= top):
-        raise MoveRefused(422, f"the new lr {lr:.4g} is outside (0, {top:g}]", field)
-    reason = (
-        f"explore by hand: lr {fmt(float(current)) if current is not None else '?'} -> {fmt(lr)}"
-    )
-    payload = {"lr": lr, "reason": reason, "study_id": study.id, "trial": trial.number}
-    event = crud_studies.queue_command(s, run, "set_lr", payload)
-    assert event is not None  # the member is still training
-    return event
 
 
 register_mode("pbt", step)

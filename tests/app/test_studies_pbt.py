@@ -19,7 +19,7 @@ from app.crud import study_moves
 from app.db import Database
 from app.models import Event, StudyMove
 from app.settings import Settings
-from app.studies import StudyDriver, pbt
+from app.studies import StudyDriver, pbt_rules
 from app.studies.space import Param
 
 pytestmark = pytest.mark.timeout(180)
@@ -33,7 +33,7 @@ LR = Param("lr", "float", low=1e-4, high=1.0, log=True)
 @pytest.mark.parametrize(("n", "k"), [(1, 0), (2, 1), (3, 1), (4, 1), (5, 2), (8, 2), (9, 3)])
 def test_bottom_and_top_quarters_as_ray_tune_splits_them(n: int, k: int) -> None:
     ranked = list(range(n))  # best first
-    bottom, top = pbt.quartiles(ranked)
+    bottom, top = pbt_rules.quartiles(ranked)
     assert top == ranked[:k] and bottom == ranked[n - k :]
     assert not set(top) & set(bottom)
 
@@ -41,27 +41,27 @@ def test_bottom_and_top_quarters_as_ray_tune_splits_them(n: int, k: int) -> None
 def test_a_seeded_decision_picks_a_member_of_the_top_quarter_the_same_way_twice() -> None:
     losses = {11: 0.9, 12: 0.2, 13: 1.5, 14: 0.4, 15: 0.7, 16: 2.0, 17: 0.3, 18: 1.1}
     ranking = sorted(losses, key=lambda r: (losses[r], r))
-    bottom, top = pbt.quartiles(ranking)
+    bottom, top = pbt_rules.quartiles(ranking)
     assert bottom == [13, 16] and top == [12, 17]
-    picks = {int(pbt.rng_for(7, 16, step).integers(len(top))) for step in range(0, 4000, 100)}
+    picks = {int(pbt_rules.rng_for(7, 16, step).integers(len(top))) for step in range(0, 4000, 100)}
     assert picks == {0, 1}, "over many steps, both top members get picked"
-    again = [int(pbt.rng_for(7, 16, 400).integers(2)) for _ in range(3)]
+    again = [int(pbt_rules.rng_for(7, 16, 400).integers(2)) for _ in range(3)]
     assert len(set(again)) == 1, "the same (seed, member, step) draws the same source"
 
 
 def test_explore_multiplies_by_1_2_or_0_8_or_resamples_inside_the_range() -> None:
     rng = np.random.default_rng(0)
-    outcomes = [pbt.perturb(LR, 0.01, rng) for _ in range(2000)]
+    outcomes = [pbt_rules.perturb(LR, 0.01, rng) for _ in range(2000)]
     scaled = [x for x in outcomes if math.isclose(x, 0.012) or math.isclose(x, 0.008)]
     resampled = len(outcomes) - len(scaled)
     assert 0.2 < resampled / len(outcomes) < 0.3, "resampled with probability 0.25"
     assert all(1e-4 <= x <= 1.0 for x in outcomes)
-    assert pbt.perturb(LR, 0.95, np.random.default_rng(3)) <= 1.0, "kept inside the range"
+    assert pbt_rules.perturb(LR, 0.95, np.random.default_rng(3)) <= 1.0, "kept inside the range"
     beta = Param("beta1", "one_minus", low=0.8, high=0.999)
-    for x in (pbt.perturb(beta, 0.99, np.random.default_rng(s)) for s in range(50)):
+    for x in (pbt_rules.perturb(beta, 0.99, np.random.default_rng(s)) for s in range(50)):
         assert 0.8 <= x <= 0.999
     frozen = [Param("hidden", "choices", choices=([8], [16])), LR]
-    assert [p.field for p in pbt.explorable(frozen)] == ["lr"], "fields frozen on fork stay"
+    assert [p.field for p in pbt_rules.explorable(frozen)] == ["lr"], "fields frozen on fork stay"
 
 
 # -- the decision, from the database --------------------------------------------------------------
