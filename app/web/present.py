@@ -44,7 +44,10 @@ def number(value: Any) -> str:
     x = float(value)
     if not math.isfinite(x):
         return "NaN" if math.isnan(x) else ("Infinity" if x > 0 else "-Infinity")
-    if x == 0 or 1e-3 <= abs(x) < 1e5:
+    rounded = abs(float(f"{x:.3g}"))
+    if 1e3 <= rounded < 1e5:  # ``.3g`` would write 1500 as 1.5e+03
+        return f"{x:.0f}"
+    if x == 0 or 1e-3 <= rounded < 1e3:
         return f"{x:.3g}"
     mantissa, exponent = f"{x:.2e}".split("e")
     return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
