@@ -11,7 +11,7 @@ the same bytes out to every viewer.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from fastapi import HTTPException
@@ -20,11 +20,9 @@ from sqlalchemy.orm import Session
 
 from app import crud
 from app.db import Database
-from app.web import present
+from app.web import health_panel, pictures, present
 from app.web.alerts import alerts_context
-from app.web.health_panel import health_fragment
 from app.web.pages import PACE_CHOICES
-from app.web.pictures import pictures_fragment
 
 EVENT_LOG = 200
 """Newest events listed in the log (the chart markers come from the stream's JSON events)."""
@@ -32,6 +30,18 @@ EVENT_LOG = 200
 FRAGMENT_EVENT = "fragment-{part}"
 """SSE event name of a push, one per part (`status`, `event`): the hub keeps the latest of each
 name for a viewer that joins later, so the two must not overwrite each other."""
+
+
+# The panels the stream pushes when their version moves (app/stream.py PANELS): the SSE event
+# and the context of each, read in the same transaction as the rest, then rendered.
+PANELS: dict[str, tuple[str, Callable[[Session, int], dict[str, Any]]]] = {
+    "health": (health_panel.FRAGMENT, health_panel.health_context),
+    "pictures": (pictures.FRAGMENT, pictures.pictures_context),
+}
+PANEL_RENDER: dict[str, Callable[[Environment, dict[str, Any]], str]] = {
+    health_panel.FRAGMENT: health_panel.render_health,
+    pictures.FRAGMENT: pictures.render_pictures,
+}
 
 
 def enabled_buttons(status: str, has_checkpoint: bool) -> dict[str, bool]:
@@ -105,17 +115,15 @@ class Fragments:
         self.env = env
 
     def __call__(self, run_id: int, changed: set[str]) -> list[tuple[str, str]]:
-        # Panels whose content moved (app/stream.py PANELS): per-layer health, pictures.
-        health = health_fragment(self.db, self.env, run_id) if "health" in changed else []
-        if "pictures" in changed:
-            health += pictures_fragment(self.db, self.env, run_id)
+        panels = [p for p in PANELS if p in changed]  # whose content moved (app/stream.py)
         parts = {p for p in changed if p in ("status", "event")}
-        if not parts:
-            return health
+        if not parts and not panels:
+            return []
         try:
             with self.db.read() as session:
-                context = run_context(session, run_id, parts)
+                context = run_context(session, run_id, parts) if parts else {}
+                shown = [(PANELS[p][0], PANELS[p][1](session, run_id)) for p in panels]
         except HTTPException:  # the run is gone: nothing to show
             return []
         live = [(FRAGMENT_EVENT.format(part=p), render_live(self.env, context, {p})) for p in parts]
-        return live + health
+        return live + [(event, PANEL_RENDER[event](self.env, ctx)) for event, ctx in shown]

@@ -23,7 +23,6 @@ from sqlalchemy.orm import Session
 from app import crud
 from app.api.deps import ReadSession
 from app.crud.health import COLUMNS, health_series
-from app.db import Database
 from app.series import COLUMNS as SERIES_COLUMNS
 from app.web import present
 from engine.health import (
@@ -261,16 +260,6 @@ def health_context(session: Session, run_id: int) -> dict[str, Any]:
 def render_health(env: Environment, context: dict[str, Any]) -> str:
     """The panel's live part (``#health-live``)."""
     return env.get_template("_run_health_live.html").render(h=context)
-
-
-def health_fragment(db: Database, env: Environment, run_id: int) -> list[tuple[str, str]]:
-    """The stream's ``health`` part: ``[(FRAGMENT, html)]``, [] when the run is gone."""
-    try:
-        with db.read() as session:
-            context = health_context(session, run_id)
-    except HTTPException:
-        return []
-    return [(FRAGMENT, render_health(env, context))]
 
 
 @router.get("/runs/{run_id}/_health", response_class=HTMLResponse, name="run_health")

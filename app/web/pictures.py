@@ -18,7 +18,6 @@ from sqlalchemy.orm import Session
 from app import crud
 from app.api.deps import ReadSession
 from app.crud.pictures import get_pictures
-from app.db import Database
 from app.regions_image import class_colour
 from app.web import present
 
@@ -107,16 +106,6 @@ def pictures_context(session: Session, run_id: int) -> dict[str, Any]:
 def render_pictures(env: Environment, context: dict[str, Any]) -> str:
     """The panel's live part (``#pictures-live``)."""
     return env.get_template("_run_pictures_live.html").render(pp=context)
-
-
-def pictures_fragment(db: Database, env: Environment, run_id: int) -> list[tuple[str, str]]:
-    """The stream's ``pictures`` part: ``[(FRAGMENT, html)]``, [] when the run is gone."""
-    try:
-        with db.read() as session:
-            context = pictures_context(session, run_id)
-    except HTTPException:
-        return []
-    return [(FRAGMENT, render_pictures(env, context))]
 
 
 @router.get("/runs/{run_id}/_pictures", response_class=HTMLResponse, name="run_pictures")
