@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,12 +33,11 @@ from threadpoolctl import threadpool_limits
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))  # also when loaded by path (tests/bench)
 
-from app import crud  # noqa: E402
+from worker_run import worker_run  # noqa: E402
+
 from app.crud import health as crud_health  # noqa: E402
-from app.db import Database  # noqa: E402
-from app.settings import Settings  # noqa: E402
-from app.worker.session import RunSession  # noqa: E402
 from engine import RunConfig, Trainer  # noqa: E402
 from engine import trainer as trainer_module  # noqa: E402
 
@@ -48,40 +46,15 @@ TARGET = 3.0
 DATASETS = ("digits", "spirals")
 
 
-def _worker_run(config: dict[str, Any]) -> tuple[int, float]:
-    """One run trained by the worker's RunSession to its end on a temporary database: (steps
-    after the first, seconds from the first step's row to the last's)."""
-    with tempfile.TemporaryDirectory() as data_dir:
-        settings = Settings(data_dir=Path(data_dir), workers=0)
-        db = Database(settings.database_url, wal=settings.sqlite_wal)
-        db.create_all()
-        with db.write() as s:
-            run_id = crud.create_run(
-                s,
-                config=config,
-                status="running",
-                worker_id="bench",
-                lease_until=crud.now() + settings.lease_seconds,
-            ).id
-        with threadpool_limits(limits=settings.blas_threads):
-            outcome = RunSession(db, settings, "bench", run_id, allow_release=False).run()
-        assert outcome == "finished", outcome
-        with db.read() as s:
-            rows = crud.metric_rows(s, run_id)
-        db.dispose()
-    times = [r[1] for r in rows]
-    return len(times) - 1, times[-1] - times[0]
-
-
 def worker_steps_per_second(config: dict[str, Any]) -> float:
     """Steps/s of one run trained by the worker's RunSession to its end (temporary database)."""
-    steps, seconds = _worker_run(config)
+    steps, seconds = worker_run(config)
     return steps / seconds
 
 
 def worker_seconds(config: dict[str, Any]) -> float:
     """Seconds from the first step's row to the last of one worker run."""
-    return _worker_run(config)[1]
+    return worker_run(config)[1]
 
 
 class Figures(NamedTuple):

@@ -36,7 +36,6 @@ import multiprocessing as mp
 import os
 import random
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,14 +45,14 @@ from datetime import datetime
 from itertools import pairwise
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))  # also when loaded by path (tests/bench)
 
-from served import Served, free_port  # noqa: E402
+from served import Served  # noqa: E402
 from viewers import children, cpu_seconds  # noqa: E402
 
 READS = ("runs", "run", "metrics", "events", "checkpoints", "page")
@@ -467,30 +466,7 @@ class LoggedServer(Served):
     """``pandamode serve`` as bench/served.py starts it, with its output (access log, tracebacks)
     in a file, so a 5xx can be traced to its cause."""
 
-    def __init__(self, data_dir: Path, log: Path, *extra: str) -> None:
-        self.log = log
-        self._log_file: BinaryIO = log.open("wb")
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        main = "import sys; from app.cli import main; sys.exit(main())"
-        command = [sys.executable, "-c", main, "serve", "--port", str(self.port)]
-        self.process = subprocess.Popen(
-            [*command, "--data-dir", str(data_dir), *extra],
-            cwd=ROOT,
-            env={k: v for k, v in os.environ.items() if not k.startswith("PANDAMODE_")},
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            self.wait_until(lambda: self.get("/healthz")["status"] == "ok", 60.0)
-        except BaseException:
-            self.close()
-            raise
-
-    def close(self) -> None:
-        super().close()
-        self._log_file.close()
+    log: Path
 
     def logged_5xx(self) -> Counter[str]:
         """5xx answers in the server's access log, by request line: also those whose client
@@ -753,7 +729,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("need 0 <= viewer-share <= 1, think >= 0 and 1 <= workers <= 8")
     with tempfile.TemporaryDirectory() as data_dir:
         log = args.server_log or Path(data_dir) / "server.log"
-        server = LoggedServer(Path(data_dir) / "data", log, "--workers", str(args.workers))
+        server = LoggedServer(Path(data_dir) / "data", "--workers", str(args.workers), log=log)
         try:
             body: dict[str, Any] = {"name": "load: training", "config": TRAIN_CONFIG}
             if args.pace:

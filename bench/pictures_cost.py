@@ -15,21 +15,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from threadpoolctl import threadpool_limits
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))  # also when loaded by path (tests/bench)
 
-from app import crud  # noqa: E402
-from app.db import Database  # noqa: E402
-from app.settings import Settings  # noqa: E402
+from worker_run import worker_run  # noqa: E402
+
 from app.worker import writer as writer_module  # noqa: E402
 from app.worker.pictures import PictureTaker  # noqa: E402
-from app.worker.session import RunSession  # noqa: E402
 from engine import RunConfig, Trainer  # noqa: E402
 
 
@@ -52,26 +48,8 @@ def steps_per_second(config: dict[str, Any], pictures: bool) -> float:
 
 
 def _measure(config: dict[str, Any]) -> float:
-    with tempfile.TemporaryDirectory() as data_dir:
-        settings = Settings(data_dir=Path(data_dir), workers=0)
-        db = Database(settings.database_url, wal=settings.sqlite_wal)
-        db.create_all()
-        with db.write() as s:
-            run_id = crud.create_run(
-                s,
-                config=config,
-                status="running",
-                worker_id="bench",
-                lease_until=crud.now() + settings.lease_seconds,
-            ).id
-        with threadpool_limits(limits=settings.blas_threads):
-            outcome = RunSession(db, settings, "bench", run_id, allow_release=False).run()
-        assert outcome == "finished", outcome
-        with db.read() as s:
-            rows = crud.metric_rows(s, run_id)
-        db.dispose()
-    times = [r[1] for r in rows]
-    return (len(times) - 1) / (times[-1] - times[0])
+    steps, seconds = worker_run(config)
+    return steps / seconds
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 if TYPE_CHECKING:  # the server benches need no browser: import Playwright only to type
     from playwright.sync_api import Browser, Playwright
@@ -51,17 +51,22 @@ class Served:
     whatever the shell that runs it has set.
     """
 
-    def __init__(self, data_dir: Path, *extra: str, start_timeout: float = 60.0) -> None:
+    def __init__(
+        self, data_dir: Path, *extra: str, start_timeout: float = 60.0, log: Path | None = None
+    ) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
+        self.log = log  # the server's output (access log, tracebacks), when kept
+        self._log_file: BinaryIO | None = log.open("wb") if log is not None else None
+        out = self._log_file if self._log_file is not None else subprocess.DEVNULL
         main = "import sys; from app.cli import main; sys.exit(main())"
         command = [sys.executable, "-c", main, "serve", "--port", str(self.port)]
         self.process = subprocess.Popen(
             [*command, "--data-dir", str(data_dir), *extra],
             cwd=ROOT,
             env={k: v for k, v in os.environ.items() if not k.startswith("PANDAMODE_")},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT if self._log_file is not None else subprocess.DEVNULL,
             start_new_session=True,  # so close() reaches the worker processes too
         )
         try:
@@ -111,6 +116,8 @@ class Served:
             self.process.wait()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
+        if self._log_file is not None:
+            self._log_file.close()
 
     def __enter__(self) -> Served:
         return self
