@@ -65,6 +65,22 @@ def holds_for(predicate: Callable[[], object], duration: float = 0.4, what: str 
         time.sleep(0.02)
 
 
+def create_run(client: TestClient, config: dict[str, Any]) -> int:
+    """``POST /api/runs`` of ``config``, which must be accepted; the new run's id."""
+    response = client.post("/api/runs", json={"config": config})
+    assert response.status_code == 201, response.text
+    return int(response.json()["id"])
+
+
+def finished_run(client: TestClient, rid: int, timeout: float = 60.0) -> dict[str, Any]:
+    """The run object once the run has finished (a worker must be training it)."""
+    return wait_for(
+        lambda: (r := client.get(f"/api/runs/{rid}").json())["status"] == "finished" and r,
+        timeout=timeout,
+        what=f"run {rid} finished",
+    )
+
+
 def run_async(coro: Coroutine[Any, Any, None]) -> None:
     """``asyncio.run``, also when this thread already runs a loop: Playwright's sync API leaves
     one behind when the e2e tests ran first in the same pytest process."""

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import create_run, finished_run
 from fastapi.testclient import TestClient
 
 from app import crud
@@ -31,20 +32,6 @@ pytestmark = pytest.mark.timeout(90)
 Wait = Callable[..., Any]
 
 
-def _create(client: TestClient, config: dict[str, Any]) -> int:
-    response = client.post("/api/runs", json={"config": config})
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
-
-
-def _finished(client: TestClient, rid: int, wait: Wait) -> dict[str, Any]:
-    return wait(
-        lambda: (r := client.get(f"/api/runs/{rid}").json())["status"] == "finished" and r,
-        timeout=60,
-        what=f"run {rid} finished",
-    )
-
-
 @pytest.fixture
 def config(tiny: dict[str, Any]) -> dict[str, Any]:
     return {**tiny, "hidden": [16, 8], "max_steps": 60, "health_every": 10}
@@ -53,8 +40,8 @@ def config(tiny: dict[str, Any]) -> dict[str, Any]:
 def test_health_of_a_trained_run_matches_the_engine(
     client: TestClient, worker: Worker, wait: Wait, config: dict[str, Any]
 ) -> None:
-    rid = _create(client, config)
-    _finished(client, rid, wait)
+    rid = create_run(client, config)
+    finished_run(client, rid)
     body = client.get(f"/api/runs/{rid}/health").json()
     assert body["step"] == [s for s in range(10, 61, 10) for _ in range(3)]
     assert body["layer"] == [0, 1, 2] * 6
@@ -77,8 +64,8 @@ def test_health_of_a_trained_run_matches_the_engine(
 def test_a_run_without_health_has_none(
     client: TestClient, worker: Worker, wait: Wait, config: dict[str, Any]
 ) -> None:
-    rid = _create(client, {**config, "health_every": 0})
-    _finished(client, rid, wait)
+    rid = create_run(client, {**config, "health_every": 0})
+    finished_run(client, rid)
     body = client.get(f"/api/runs/{rid}/health").json()
     assert body["step"] == [] and body["grad_norm"] == []
 
@@ -86,14 +73,14 @@ def test_a_run_without_health_has_none(
 def test_a_fork_reads_its_parents_steps_then_its_own(
     client: TestClient, worker: Worker, wait: Wait, config: dict[str, Any], db: Database
 ) -> None:
-    parent = _create(client, config)
-    _finished(client, parent, wait)
+    parent = create_run(client, config)
+    finished_run(client, parent)
     ckpts = [c["step"] for c in client.get(f"/api/runs/{parent}/checkpoints").json()]
     fork_step = max(s for s in ckpts if s < 60)
     response = client.post(f"/api/runs/{parent}/fork", json={"step": fork_step})
     assert response.status_code == 201, response.text
     child = response.json()["id"]
-    _finished(client, child, wait)
+    finished_run(client, child)
     body = client.get(f"/api/runs/{child}/health").json()
     steps = sorted(set(body["step"]))
     assert steps == list(range(10, 61, 10))  # no step twice, none missing

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import create_run, finished_run
 from fastapi.testclient import TestClient
 
 from app import crud
@@ -27,20 +28,6 @@ pytestmark = pytest.mark.timeout(90)
 
 Wait = Callable[..., Any]
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _create(client: TestClient, config: dict[str, Any]) -> int:
-    response = client.post("/api/runs", json={"config": config})
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
-
-
-def _finished(client: TestClient, rid: int, wait: Wait) -> dict[str, Any]:
-    return wait(
-        lambda: (r := client.get(f"/api/runs/{rid}").json())["status"] == "finished" and r,
-        timeout=60,
-        what=f"run {rid} finished",
-    )
 
 
 def _png_size(body: bytes) -> tuple[int, int]:
@@ -63,9 +50,9 @@ def test_encode_png_round_trips_the_pixels() -> None:
 def test_spirals_regions_and_confusion(
     client: TestClient, worker: Worker, wait: Wait, tiny: dict[str, Any], db: Database
 ) -> None:
-    rid = _create(client, {**tiny, "max_steps": 200})
+    rid = create_run(client, {**tiny, "max_steps": 200})
     assert client.get(f"/api/runs/{rid}/confusion").status_code == 404  # not evaluated yet
-    _finished(client, rid, wait)
+    finished_run(client, rid)
     response = client.get(f"/api/runs/{rid}/regions")
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "image/png"
@@ -90,10 +77,10 @@ def test_spirals_regions_and_confusion(
 def test_digits_confusion_and_no_regions(
     client: TestClient, worker: Worker, wait: Wait, tiny: dict[str, Any]
 ) -> None:
-    rid = _create(client, {**tiny, "dataset": "digits", "max_steps": 40})
+    rid = create_run(client, {**tiny, "dataset": "digits", "max_steps": 40})
     refused = client.get(f"/api/runs/{rid}/regions")
     assert refused.status_code == 409 and "2-D" in refused.json()["detail"]
-    _finished(client, rid, wait)
+    finished_run(client, rid)
     assert client.get(f"/api/runs/{rid}/regions").status_code == 409
     confusion = client.get(f"/api/runs/{rid}/confusion").json()
     assert confusion["labels"] == list(range(10)) and confusion["step"] == 40
@@ -134,8 +121,8 @@ def test_weights_npz_predicts_like_the_engine_with_the_documented_code(
 ) -> None:
     config = {**tiny, "dataset": "digits", "hidden": [32, 16], "max_steps": 60, "dropout": 0.2}
     config.update(arch)
-    rid = _create(client, config)
-    _finished(client, rid, wait)
+    rid = create_run(client, config)
+    finished_run(client, rid)
     steps = [c["step"] for c in client.get(f"/api/runs/{rid}/checkpoints").json()]
     assert 60 in steps
     assert client.get(f"/api/runs/{rid}/checkpoints/59/weights.npz").status_code == 404
@@ -183,11 +170,11 @@ def test_a_csv_with_two_features_gets_regions_and_three_get_409(
         lines = [",".join(f"{v:.5f}" for v in row) + f",{label}" for row, label in rows]
         path.write_text("\n".join(lines) + "\n")
         config = {**tiny, "dataset": path.name, "max_steps": 40, "batch_size": 16}
-        rid = _create(client, config)
+        rid = create_run(client, config)
         assert client.get(f"/api/runs/{rid}/regions").status_code == 404  # not evaluated yet
         ids.append(rid)
     for rid in ids:
-        _finished(client, rid, wait)
+        finished_run(client, rid)
     two, three = (client.get(f"/api/runs/{rid}/regions") for rid in ids)
     assert two.status_code == 200 and two.content[:4] == b"\x89PNG"
     assert three.status_code == 409 and "2-D" in three.json()["detail"]

@@ -3,16 +3,15 @@ the CSV, the stream (metrics and overview), and through a fork's lineage."""
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
 import math
-from collections.abc import Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from conftest import run_async
 from fastapi.testclient import TestClient
 
 from app import crud
@@ -110,17 +109,6 @@ def test_a_fork_reads_its_parents_values(db: Database, client: TestClient) -> No
     assert last["val_step"] == 260 and last["train_eval_loss"] == pytest.approx(2.026)
 
 
-def _run_async(coro: Coroutine[Any, Any, None]) -> None:
-    """``asyncio.run``, also when Playwright's sync API left a loop running in this thread."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        asyncio.run(coro)
-        return
-    with ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, coro).result()
-
-
 def test_stream_metrics_and_overview_carry_the_columns(db: Database) -> None:
     with db.write() as s:
         rid = crud.create_run(s, config={}, status="running").id
@@ -144,7 +132,7 @@ def test_stream_metrics_and_overview_carry_the_columns(db: Database) -> None:
         await far.aclose()
         await hub.close()
 
-    _run_async(scenario())
+    run_async(scenario())
 
 
 def _parsed(raw: bytes) -> dict[str, Any]:

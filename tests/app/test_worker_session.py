@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import create_run
 from fastapi.testclient import TestClient
 
 from app import crud
@@ -31,17 +32,11 @@ def _run(client: TestClient, rid: int) -> dict[str, Any]:
     return client.get(f"/api/runs/{rid}").json()
 
 
-def _create(client: TestClient, config: dict[str, Any]) -> int:
-    response = client.post("/api/runs", json={"config": config})
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
-
-
 def test_divergence_is_recorded_and_last_good_checkpoint_kept(
     client: TestClient, worker: Worker, wait: Wait, tiny: dict[str, Any]
 ) -> None:
     config = {**tiny, "hidden": [64, 64], "optimizer": "sgd", "batchnorm": False}
-    rid = _create(client, config)
+    rid = create_run(client, config)
     wait(lambda: _run(client, rid)["step"] > 150, what="past the first checkpoint")
     client.post(f"/api/runs/{rid}/commands", json={"type": "set_lr", "lr": 100.0})
     wait(lambda: _run(client, rid)["status"] == "diverged", what="diverged")
@@ -75,7 +70,7 @@ def test_failure_is_recorded_not_swallowed(
 def test_step_while_running_pauses_after_exactly_n(
     client: TestClient, worker: Worker, wait: Wait, tiny: dict[str, Any]
 ) -> None:
-    rid = _create(client, tiny)
+    rid = create_run(client, tiny)
     wait(lambda: _run(client, rid)["step"] > 10)
     cmd = client.post(f"/api/runs/{rid}/commands", json={"type": "step", "n": 25}).json()
     wait(lambda: _run(client, rid)["status"] == "paused", what="paused after the budget")
@@ -129,12 +124,12 @@ def test_step_budget_survives_a_shutdown_and_a_new_worker(
 def test_paused_run_makes_room_for_a_queued_one_and_comes_back(
     client: TestClient, worker: Worker, wait: Wait, tiny: dict[str, Any], db: Database
 ) -> None:
-    first = _create(client, tiny)
+    first = create_run(client, tiny)
     wait(lambda: _run(client, first)["step"] > 10)
     client.post(f"/api/runs/{first}/commands", json={"type": "pause"})
     wait(lambda: _run(client, first)["status"] == "paused")
     paused_at = _run(client, first)["step"]
-    second = _create(client, tiny)
+    second = create_run(client, tiny)
     wait(lambda: _run(client, second)["step"] > 10, what="queued run starts on the one worker")
     with db.read() as s:
         assert crud.get_run(s, first).worker_id is None, "paused run released"
@@ -191,7 +186,7 @@ def test_a_set_lr_checkpoints_the_state_before_it_and_going_back_undoes_it(
 ) -> None:
     """set_lr writes a checkpoint at the step it applies holding the old rate, labelled "before
     lr X", that thinning never removes; a fork from that step goes on at the old rate."""
-    rid = _create(client, tiny)  # constant 0.01
+    rid = create_run(client, tiny)  # constant 0.01
     wait(lambda: _run(client, rid)["step"] > 150, what="past a periodic checkpoint")
     cmd = client.post(f"/api/runs/{rid}/commands", json={"type": "set_lr", "lr": 0.003}).json()
     ev = wait(lambda: next((e for e in _events(client, rid) if e["id"] == cmd["id"] and
