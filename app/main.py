@@ -30,6 +30,7 @@ from app.api.errors import validation_error_handler
 from app.db import Database
 from app.headers import SecurityHeaders
 from app.hosts import AllowedHosts
+from app.limits import run_memory_limit
 from app.paths import STATIC_DIR, TEMPLATES_DIR
 from app.security import TokenGuard
 from app.settings import Settings
@@ -84,7 +85,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if supervisor is not None:
             supervisor.start()
         # The one place that asks Optuna for trials and tells it outcomes (app/studies).
-        study_driver = StudyDriver(db, settings.database_url)
+        study_driver = StudyDriver(
+            db, settings.database_url, memory_limit=run_memory_limit(settings)
+        )
         app.state.study_driver = study_driver
         study_driver.start()
         try:

@@ -297,7 +297,7 @@ def create_study(
 ) -> dict[str, Any]:
     """Create a study: the driver creates its trials as ordinary queued runs, ``parallel`` at
     a time, until ``n_trials`` have run (a grid: each grid point once)."""
-    config = config_for_storage(body.config, settings.data_dir)
+    config = config_for_storage(body.config, settings)  # 422 when it cannot run here
     space = {k: v.model_dump(exclude_defaults=True) for k, v in body.space.items()}
     options = {
         "grid_points": body.grid_points,

@@ -14,15 +14,18 @@ import json
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage, RDBStorage
 
+from app.admission import Unrunnable, check_runnable
 from app.crud import studies as crud_studies
 from app.db import Database
 from app.models import Study
 from app.studies.sampling import load_study, open_storage
 from app.studies.space import space_from_json
+from engine import RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +41,20 @@ def register_mode(name: str, step: ModeStep) -> None:
 class StudyDriver:
     """Drives every active study of one database from a background thread."""
 
-    def __init__(self, db: Database, database_url: str, *, interval: float = 0.5) -> None:
+    def __init__(
+        self,
+        db: Database,
+        database_url: str,
+        *,
+        interval: float = 0.5,
+        memory_limit: int | None = None,
+    ) -> None:
         self.db = db
         self.database_url = database_url
         self.interval = interval
+        # Bytes a run may need here (app.limits.run_memory_limit): every drawn config is checked
+        # against it, so a draw too large becomes a failed trial, never a run that kills workers.
+        self.memory_limit = memory_limit
         self._storage: BaseStorage | None = None
         self._studies: dict[int, optuna.Study] = {}
         self._stopping = threading.Event()
@@ -71,6 +84,15 @@ class StudyDriver:
             )
             self._studies[study.id] = cached
         return cached
+
+    def refusal(self, config: dict[str, Any]) -> str | None:
+        """Why a drawn config cannot run here (app/admission.py: its data, the memory limit),
+        or None when it can; a trial with such a draw fails saying why."""
+        try:
+            check_runnable(RunConfig(**config), self.memory_limit)
+        except Unrunnable as exc:
+            return f"the sampled settings cannot run here: {exc.field}: {exc}"
+        return None
 
     def forget(self, study_id: int) -> None:
         """Drop a study that has ended from the cache."""

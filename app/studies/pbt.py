@@ -100,6 +100,8 @@ def _populate(driver: StudyDriver, study: Study, params: list[Param]) -> None:
             first = exc.errors()[0]
             error = f"the sampled settings are invalid: {first['loc']}: {first['msg']}"
             config = base
+        else:
+            error = driver.refusal(config)  # e.g. too wide for the memory limit
         with driver.db.write() as s:
             current = crud_studies.get_study(s, study.id)
             if current is None or current.status != "running":

@@ -94,7 +94,8 @@ def _create(
     trial: optuna.Trial | FrozenTrial,
 ) -> None:
     """The trial's run and link, in one transaction; a draw RunConfig refuses in combination
-    with the base config (e.g. batch_size 1 with batchnorm) is a failed run saying why."""
+    with the base config (e.g. batch_size 1 with batchnorm), or one that cannot run here (e.g.
+    hidden layers too wide for the memory limit), is a failed run saying why."""
     drawn = dict(trial.params)
     values = config_values(params, drawn)
     base = json.loads(study.config)
@@ -105,6 +106,8 @@ def _create(
         first = exc.errors()[0]
         error = f"the sampled settings are invalid: {first['loc']}: {first['msg']}"
         config = base
+    else:
+        error = driver.refusal(config)
     with driver.db.write() as s:
         row, run = crud_studies.add_trial(
             s,
