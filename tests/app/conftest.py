@@ -21,6 +21,7 @@ import pytest
 from fastapi.testclient import TestClient
 from postgres_cluster import throwaway_postgres
 
+from app import crud
 from app.db import Database
 from app.main import create_app
 from app.models import Base
@@ -63,6 +64,41 @@ def holds_for(predicate: Callable[[], object], duration: float = 0.4, what: str 
     while time.monotonic() < deadline:
         assert predicate(), f"stopped holding: {what or predicate}"
         time.sleep(0.02)
+
+
+def train_until(
+    db: Database,
+    settings: Settings,
+    done: Callable[[], object],
+    *,
+    workers: int = 1,
+    timeout: float = 60.0,
+    what: str = "",
+) -> None:
+    """Train with ``workers`` worker threads (on ``settings``, which a test may have changed)
+    until ``done()`` holds, then stop them; they must stop."""
+    started = [Worker(db, settings, worker_id=f"w{i}") for i in range(workers)]
+    threads = [threading.Thread(target=w.run_forever, daemon=True) for w in started]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for(done, timeout=timeout, what=what)
+    finally:
+        for w in started:
+            w.stopping.set()
+        for thread in threads:
+            thread.join(timeout=10)
+            assert not thread.is_alive(), "worker thread did not stop"
+
+
+def run_status_in(db: Database, statuses: tuple[str, ...], *ids: int) -> Callable[[], bool]:
+    """A ``done`` for ``train_until``: every run of ``ids`` has one of ``statuses``."""
+
+    def check() -> bool:
+        with db.read() as s:
+            return all(crud.get_run(s, rid).status in statuses for rid in ids)
+
+    return check
 
 
 def create_run(client: TestClient, config: dict[str, Any]) -> int:

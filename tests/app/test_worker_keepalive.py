@@ -10,12 +10,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from conftest import run_status_in, train_until
 
 from app import crud
 from app.db import Database
 from app.settings import Settings
 from app.worker.keepalive import LeaseKeeper
-from app.worker.loop import Worker
 from engine import Trainer
 
 pytestmark = pytest.mark.timeout(60)
@@ -41,22 +41,8 @@ def test_two_workers_and_steps_longer_than_the_lease(
     monkeypatch.setattr(Trainer, "step", slow_step)
     with db.write() as s:
         rid = crud.create_run(s, config={**tiny, "max_steps": 6, "eval_every": 3}).id
-    workers = [Worker(db, slow, worker_id=f"w{i}") for i in range(2)]
-    threads = [threading.Thread(target=w.run_forever) for w in workers]
-    for thread in threads:
-        thread.start()
-
-    def finished() -> bool:
-        with db.read() as s:
-            return crud.get_run(s, rid).status == "finished"
-
-    try:
-        wait(finished, timeout=30, what="the slow run finished")
-    finally:
-        for w in workers:
-            w.stopping.set()
-        for thread in threads:
-            thread.join(timeout=10)
+    done = run_status_in(db, ("finished",), rid)
+    train_until(db, slow, done, workers=2, timeout=30, what="the slow run finished")
     with db.read() as s:
         assert [r[0] for r in crud.metric_rows(s, rid)] == list(range(1, 7))
         started = [e for e in crud.list_events(s, rid) if e.type == "started"]

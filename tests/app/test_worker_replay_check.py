@@ -4,11 +4,11 @@ count) is found out and recorded on the run, instead of silently continuing anot
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from conftest import run_status_in, train_until
 from sqlalchemy import delete, update
 
 from app import crud
@@ -27,19 +27,8 @@ def _trained_then_crashed(
     """``n`` 150-step runs whose last checkpoint is at step 100, as a crashed worker leaves them."""
     with db.write() as s:
         ids = [crud.create_run(s, config={**config, "max_steps": 150}).id for _ in range(n)]
-    worker = Worker(db, settings, worker_id="first")
-    thread = threading.Thread(target=worker.run_forever)
-    thread.start()
-
-    def finished() -> bool:
-        with db.read() as s:
-            return all(crud.get_run(s, rid).status == "finished" for rid in ids)
-
-    try:
-        wait(finished, timeout=30, what="runs finished")
-    finally:
-        worker.stopping.set()
-        thread.join(timeout=10)
+    done = run_status_in(db, ("finished",), *ids)
+    train_until(db, settings, done, timeout=30, what="runs finished")
     with db.write() as s:
         s.execute(delete(Checkpoint).where(Checkpoint.step > 100))
         s.execute(update(Run).values(status="running", worker_id=None))

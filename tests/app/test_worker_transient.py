@@ -5,18 +5,17 @@ step stored once and the losses of a run that never met the error (before: marke
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from conftest import run_status_in, train_until
 from sqlalchemy.exc import OperationalError
 
 from app import crud
 from app.db import Database, is_transient
 from app.series import COLUMNS
 from app.settings import Settings
-from app.worker.loop import Worker
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -24,20 +23,9 @@ STEPS = 300
 LOSS = COLUMNS.index("train_loss")
 
 
-def _train(db: Database, settings: Settings, rid: int, wait: Callable[..., Any]) -> None:
-    worker = Worker(db, settings, worker_id="w")
-    thread = threading.Thread(target=worker.run_forever)
-    thread.start()
-
-    def ended() -> bool:
-        with db.read() as s:
-            return crud.get_run(s, rid).status in ("finished", "failed")
-
-    try:
-        wait(ended, timeout=60, what=f"run {rid} ended")
-    finally:
-        worker.stopping.set()
-        thread.join(timeout=10)
+def _train(db: Database, settings: Settings, rid: int) -> None:
+    done = run_status_in(db, ("finished", "failed"), rid)
+    train_until(db, settings, done, what=f"run {rid} ended")
 
 
 def test_database_locked_mid_run_is_retried_not_failed(
@@ -50,7 +38,7 @@ def test_database_locked_mid_run_is_retried_not_failed(
     config = {**tiny, "max_steps": STEPS}
     with db.write() as s:
         twin = crud.create_run(s, config=config).id
-    _train(db, settings, twin, wait)
+    _train(db, settings, twin)
 
     plain_append = crud.append_metrics
     calls = {"n": 0}
@@ -64,7 +52,7 @@ def test_database_locked_mid_run_is_retried_not_failed(
     monkeypatch.setattr(crud, "append_metrics", locked_once)
     with db.write() as s:
         rid = crud.create_run(s, config=config).id
-    _train(db, settings, rid, wait)
+    _train(db, settings, rid)
 
     with db.read() as s:
         run = crud.get_run(s, rid)
