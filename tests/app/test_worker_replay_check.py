@@ -4,7 +4,6 @@ count) is found out and recorded on the run, instead of silently continuing anot
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,7 +21,7 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def _trained_then_crashed(
-    db: Database, settings: Settings, config: dict[str, Any], wait: Callable[..., Any], n: int
+    db: Database, settings: Settings, config: dict[str, Any], n: int
 ) -> list[int]:
     """``n`` 150-step runs whose last checkpoint is at step 100, as a crashed worker leaves them."""
     with db.write() as s:
@@ -36,12 +35,12 @@ def _trained_then_crashed(
 
 
 def test_replay_that_differs_from_the_stored_rows_is_recorded(
-    db: Database, settings: Settings, wait: Callable[..., Any], tiny: dict[str, Any]
+    db: Database, settings: Settings, tiny: dict[str, Any]
 ) -> None:
     quick = settings.model_copy(
         update={"checkpoint_every_steps": 100, "checkpoint_every_seconds": 0}
     )
-    same, other = _trained_then_crashed(db, quick, tiny, wait, 2)
+    same, other = _trained_then_crashed(db, quick, tiny, 2)
     with db.write() as s:  # as if another BLAS had computed step 120 of this one
         s.execute(
             update(Metric)

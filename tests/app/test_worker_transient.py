@@ -5,7 +5,6 @@ step stored once and the losses of a run that never met the error (before: marke
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -31,7 +30,6 @@ def _train(db: Database, settings: Settings, rid: int) -> None:
 def test_database_locked_mid_run_is_retried_not_failed(
     db: Database,
     settings: Settings,
-    wait: Callable[..., Any],
     tiny: dict[str, Any],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
