@@ -7,6 +7,7 @@ ended. See docs/api.md, "Studies".
 
 from __future__ import annotations
 
+import json
 import secrets
 from typing import Annotated, Any, Literal
 
@@ -16,7 +17,14 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from app import crud
 from app.api.deps import MAX_DB_INT, DbDep, ReadSession, RunId, SettingsDep
 from app.api.responses import EventOut, RunOut
-from app.api.schemas import FROZEN_ON_FORK, Pace, config_for_storage, invalid
+from app.api.schemas import (
+    FROZEN_ON_FORK,
+    MAX_MORE_STEPS,
+    Pace,
+    config_for_storage,
+    invalid,
+    stored_config,
+)
 from app.crud import studies as crud_studies
 from app.crud import study_moves
 from app.crud.fork_rates import settle_fork_rate
@@ -138,9 +146,13 @@ class NarrowRequest(_Strict):
 
 
 class ContinueBest(_Strict):
-    """``POST /api/studies/{id}/continue-best``: optional name of the new run."""
+    """``POST /api/studies/{id}/continue-best``: optional name of the new run, and
+    ``more_steps`` N to train N steps after the fork step (as ``POST /api/runs/{id}/fork``).
+    Without it the run trains to the trial's ``max_steps``; when the best checkpoint is the
+    trial's last step (a finished trial), as many more steps as the trial trained."""
 
     name: Name = None
+    more_steps: int | None = Field(default=None, ge=1, le=MAX_MORE_STEPS, strict=True)
 
 
 class TrialOut(BaseModel):
@@ -455,9 +467,15 @@ def narrow(study_id: StudyId, body: NarrowRequest, db: DbDep, request: Request) 
 
 
 @router.post("/{study_id}/continue-best", status_code=201, response_model=RunOut)
-def continue_best(study_id: StudyId, db: DbDep, body: ContinueBest | None = None) -> dict[str, Any]:
+def continue_best(
+    study_id: StudyId, db: DbDep, settings: SettingsDep, body: ContinueBest | None = None
+) -> dict[str, Any]:
     """Fork the best trial (lowest validation loss) from its checkpoint at or before its best
-    evaluation into a free-standing run (no study's trial) to nurse by hand."""
+    evaluation into a free-standing run (no study's trial) to nurse by hand. It trains
+    ``more_steps`` after the fork step; by default to the trial's ``max_steps``, or, when the
+    checkpoint is already there (a finished trial's best is often its last evaluation), as many
+    steps again as the trial trained: a run that opened at 300/300 would end at once."""
+    body = body or ContinueBest()
     with db.write() as s:
         study = _study_or_404(s, study_id)
         best = crud_studies.best_trial(crud_studies.trials_of(s, study_id))
@@ -466,17 +484,38 @@ def continue_best(study_id: StudyId, db: DbDep, body: ContinueBest | None = None
                 status_code=409, detail=f"study {study_id} has no trial with a validation loss yet"
             )
         trial, run = best
-        at = crud_studies.best_eval_step(s, run.id)
-        name = (body.name if body else None) or f"{study.name}: best (trial {trial.number})"
-        child = crud.fork_run(s, run, step=at or 0, config=crud.run_config(run), name=name)
+        at = crud_studies.best_eval_step(s, run.id) or 0
+        start = crud.checkpoint_step_at_or_before(s, run.id, at)
+        if start is None:
+            raise HTTPException(
+                status_code=409, detail=f"run {run.id} has no checkpoint at or before step {at}"
+            )
+        config = crud.run_config(run)
+        more = body.more_steps or default_more_steps(config.get("max_steps"), start, run.step)
+        if more is not None:
+            config = stored_config(
+                {**config, "max_steps": start + more}, settings, ("body", "more_steps")
+            )
+        name = body.name or f"{study.name}: best (trial {trial.number})"
+        child = crud.fork_run(s, run, step=start, config=config, name=name)
         if child is None:
             raise HTTPException(
-                status_code=409,
-                detail=f"run {run.id} has no checkpoint at or before step {at}",
+                status_code=409, detail=f"run {run.id} has no checkpoint at or before step {at}"
             )
+        if more is not None and child.parent_step != start:  # a damaged one was skipped
+            config["max_steps"] = int(child.parent_step or 0) + more
+            child.config = json.dumps(config)
         settle_fork_rate(s, run, child, new_lr=None)
         s.flush()
         return crud.serialize_run(child)
+
+
+def default_more_steps(max_steps: int | None, start: int, trained: int) -> int | None:
+    """Steps a continued best trains when none are asked: None (on to the trial's max_steps)
+    unless the fork step is already there, then as many as the trial trained (at least 1)."""
+    if max_steps is None or start < max_steps:
+        return None
+    return max(trained, max_steps, 1)
 
 
 class ExploitRequest(_Strict):

@@ -28,7 +28,7 @@ from markupsafe import escape
 from pydantic import ValidationError
 
 from app.api import studies as api
-from app.api.deps import DbDep, ReadSession
+from app.api.deps import DbDep, ReadSession, SettingsDep
 from app.web import studies_form, studies_view
 from app.web.runs_list import templates
 
@@ -220,11 +220,23 @@ def narrow_form(
 
 
 @page_router.post("/studies/{study_id}/continue-best", response_class=HTMLResponse)
-def continue_best_form(request: Request, study_id: api.StudyId, db: DbDep) -> Response:
-    """Fork the best trial into a free-standing run and open it."""
+def continue_best_form(
+    request: Request,
+    study_id: api.StudyId,
+    db: DbDep,
+    settings: SettingsDep,
+    more_steps: Annotated[str, Form()] = "",
+) -> Response:
+    """Fork the best trial into a free-standing run that trains ``more_steps`` (empty: the
+    API's default) and open it."""
+    text = more_steps.strip()
+    fields: dict[str, Any] = {}
+    if text:  # a whole number as an int (the API's field is strict), anything else as typed
+        fields["more_steps"] = int(text) if text.isascii() and text.isdigit() else text
     try:
-        run = api.continue_best(study_id, db, None)
-    except HTTPException as exc:
+        body = api.ContinueBest.model_validate(fields)
+        run = api.continue_best(study_id, db, settings, body)
+    except (HTTPException, ValidationError, RequestValidationError) as exc:
         return _refusal("continue the best", exc)
     return _open(request, f"/runs/{run['id']}", f"run {run['id']} created; opening it")
 

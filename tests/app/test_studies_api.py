@@ -184,7 +184,10 @@ def test_continue_best_forks_the_best_trials_checkpoint_at_or_before_its_best_st
     assert child["parent_id"] == best["run_id"]
     assert child["parent_step"] == expected and expected <= best_step
     assert child["study_id"] is None, "a free-standing run"
-    assert child["config"] == client.get(f"/api/runs/{best['run_id']}").json()["config"]
+    parent_config = client.get(f"/api/runs/{best['run_id']}").json()["config"]
+    # On to the trial's max_steps; from its last step (a best at the end), as many again.
+    steps = 400 if expected < 400 else 800
+    assert child["config"] == {**parent_config, "max_steps": steps}
     assert child["status"] == "queued"
 
 

@@ -178,6 +178,24 @@ def test_narrow_and_continue_the_best(client: TestClient, finished_study: dict[s
     assert hx.status_code == 201 and hx.headers["HX-Redirect"].startswith("/runs/")
 
 
+def test_continue_the_best_trains_the_steps_the_form_asks(
+    client: TestClient, finished_study: dict[str, Any]
+) -> None:
+    sid, best = finished_study["id"], finished_study["best"]
+    page = client.get(f"/studies/{sid}").text
+    assert 'name="more_steps"' in page and "more steps" in page
+    before = len(client.get("/api/runs").json())
+    for bad in ("0", "ten", "1.5"):
+        refused = client.post(f"/studies/{sid}/continue-best", data={"more_steps": bad}, headers=HX)
+        assert refused.status_code == 422 and "more_steps" in refused.text, (bad, refused.text)
+    assert len(client.get("/api/runs").json()) == before, "a refusal creates nothing"
+    made = client.post(f"/studies/{sid}/continue-best", data={"more_steps": "150"}, headers=HX)
+    assert made.status_code == 201, made.text
+    run = client.get("/api/" + made.headers["HX-Redirect"].lstrip("/")).json()
+    assert run["parent_id"] == best["run_id"]
+    assert run["config"]["max_steps"] == run["parent_step"] + 150
+
+
 def test_a_trial_forked_from_another_draws_the_family_tree(
     client: TestClient, db: Database, finished_study: dict[str, Any]
 ) -> None:
