@@ -27,7 +27,7 @@ router = APIRouter(prefix="/api/runs", tags=["runs"])
 @router.get("", response_model=list[RunOut])
 def list_runs(s: ReadSession) -> list[dict[str, Any]]:
     """All runs, newest first."""
-    return [crud.serialize_run(r) for r in crud.list_runs(s)]
+    return crud.serialize_runs(s, crud.list_runs(s))
 
 
 @router.post("", status_code=201, response_model=RunOut)

@@ -58,6 +58,7 @@ from app.crud.runs import (
     now,
     run_config,
     serialize_run,
+    serialize_runs,
     update_run,
 )
 
@@ -106,6 +107,7 @@ __all__ = [
     "save_checkpoint",
     "serialize_event",
     "serialize_run",
+    "serialize_runs",
     "steps_left",
     "stop_if_unclaimed",
     "update_run",

@@ -264,6 +264,17 @@ def serialize_study(
     return out
 
 
+def trial_links(session: Session, run_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """``trial_link`` of many runs at once: run id -> (study_id, trial number), trials only."""
+    out: dict[int, tuple[int, int]] = {}
+    for i in range(0, len(run_ids), 500):  # well within any database's parameter limit
+        stmt = select(StudyTrial.run_id, StudyTrial.study_id, StudyTrial.number).where(
+            StudyTrial.run_id.in_(run_ids[i : i + 500])
+        )
+        out.update((int(r[0]), (int(r[1]), int(r[2]))) for r in session.execute(stmt))
+    return out
+
+
 def trial_link(session: Session, run_id: int) -> tuple[int, int] | None:
     """(study_id, trial number) of a run that is a trial (the run object's ``study_id`` and
     ``trial``), None for any other run."""

@@ -46,7 +46,7 @@ def runs_context(session: Session, status: str | None = None) -> dict[str, Any]:
             status_code=422,
             detail=f"status: {status!r} is not one of {', '.join(run_summary.STATUSES)}",
         )
-    every = [crud.serialize_run(r) for r in crud.list_runs(session)]
+    every = crud.serialize_runs(session, crud.list_runs(session))
     counts = {s: sum(r["status"] == s for r in every) for s in run_summary.STATUSES}
     runs = [r for r in every if status is None or r["status"] == status]
     return {

@@ -8,7 +8,7 @@ from sqlalchemy import event, update
 
 from app import crud
 from app.db import Database
-from app.models import Checkpoint
+from app.models import Checkpoint, Study, StudyTrial
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -148,3 +148,37 @@ def test_steps_left_of_a_step_budget(db: Database) -> None:
     command("step", 60, n=5)
     command("resume", 62)
     assert left(62) is None, "resume cancels it too"
+
+
+def test_serialize_runs_reads_the_study_links_in_one_query(db: Database) -> None:
+    """The runs list serializes many runs: their study links come from one query, and every
+    run object is the one serialize_run makes alone (trials keep study_id and trial)."""
+    with db.write() as s:
+        ids = [crud.create_run(s, config={}).id for _ in range(5)]
+        study = Study(name="s", status="running", mode="search", config="{}", space="{}",
+                      n_trials=2, parallel=1, sampler="random", seed=0, optuna_name="t",
+                      created_at=0.0, updated_at=0.0)  # fmt: skip
+        s.add(study)
+        s.flush()
+        s.add(StudyTrial(study_id=study.id, run_id=ids[3], number=7, optuna_trial_id=0,
+                         params="{}", sampled="{}", created_at=0.0))  # fmt: skip
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        with db.read() as s:
+            runs = crud.list_runs(s)
+            statements.clear()
+            batch = crud.serialize_runs(s, runs)
+            links = [st for st in statements if "trials" in st]
+            alone = [crud.serialize_run(r) for r in runs]
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    assert len(links) == 1, links
+    assert batch == alone
+    trial = next(r for r in batch if r["id"] == ids[3])
+    assert (trial["study_id"], trial["trial"]) == (study.id, 7)
+    assert [r["study_id"] for r in batch].count(None) == 4
