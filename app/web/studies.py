@@ -8,10 +8,12 @@ cheap to render. What keeps the database load from growing with the number of vi
 ``LiveCache``: one render per study (and sort order) per ``CACHE_SECONDS``, the same HTML served
 to every viewer in between.
 
-The buttons (pause / resume / stop the study, narrow around the best k, continue the best) call
-the JSON API's own functions (app/api/studies.py), so the page and the API cannot disagree; a
-refusal comes back as a message with the API's status code (409 for a study that has ended,
-422 naming the field).
+The buttons (pause / resume / stop the study, narrow around the best k, continue the best, and a
+PBT member's moves by hand: copy the best, lr x1.2 / x0.8) call the JSON API's own functions
+(app/api/studies.py), so the page and the API cannot disagree; a refusal comes back as a message
+with the API's status code (409 for a study that has ended, 422 naming the field). Pause /
+resume / stop are enabled as the study's status allows, and follow it: each live refresh and
+each command's answer carries them out of band.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from markupsafe import escape
 from pydantic import ValidationError
 
 from app.api import studies as api
-from app.api.deps import DbDep, ReadSession, SettingsDep
+from app.api.deps import DbDep, ReadSession, RunId, SettingsDep
 from app.web import studies_form, studies_view
 from app.web.runs_list import templates
 
@@ -63,6 +65,12 @@ class LiveCache:
                 self._items = {k: v for k, v in self._items.items() if now - v[0] < self.ttl}
             self._items[key] = (time.monotonic(), html)
             return html
+
+    def forget(self, study_id: int) -> None:
+        """Drop the study's renders (every sort order): a move or command just changed it, and
+        the next refresh should show that rather than a render up to ``ttl`` old."""
+        with self._lock:
+            self._items = {k: v for k, v in self._items.items() if k[0] != study_id}
 
 
 def _cache(request: Request) -> LiveCache:
@@ -140,8 +148,9 @@ def study_live(
     env = templates(request).env
 
     def render() -> str:
-        context = _context(session, study_id, sort, direction)
-        return env.get_template("_study_live.html").render({**context, "dir": direction})
+        context = {**_context(session, study_id, sort, direction), "dir": direction}
+        live = env.get_template("_study_live.html").render(context)
+        return live + env.get_template("_study_buttons.html").render({**context, "oob": True})
 
     try:
         html = _cache(request).get((study_id, sort, direction), render)
@@ -191,12 +200,18 @@ def study_command_form(
     except (HTTPException, ValidationError, RequestValidationError) as exc:
         return _refusal(type if type in ("pause", "resume", "stop") else "command", exc)
     unfinished = sum(1 for t in out["trials"] or [] if t["state"] == "running")
-    return _message(
+    _cache(request).forget(study_id)
+    message = _message(
         f"{body.type} sent to study {study_id} ({unfinished} unfinished trials); "
         f"the study is {out['status']}",
         "info",
         202,
     )
+    # The buttons follow the study's new state at once (an out-of-band swap of #study-buttons).
+    template = templates(request).env.get_template("_study_buttons.html")
+    state = studies_view.study_buttons(out["status"])
+    buttons = template.render(study=out, buttons=state, oob=True)
+    return HTMLResponse(bytes(message.body).decode() + buttons, status_code=202)
 
 
 @page_router.post("/studies/{study_id}/narrow", response_class=HTMLResponse)
@@ -239,6 +254,48 @@ def continue_best_form(
     except (HTTPException, ValidationError, RequestValidationError) as exc:
         return _refusal("continue the best", exc)
     return _open(request, f"/runs/{run['id']}", f"run {run['id']} created; opening it")
+
+
+@page_router.post("/studies/{study_id}/members/{run_id}/exploit", response_class=HTMLResponse)
+def exploit_form(
+    request: Request,
+    study_id: api.StudyId,
+    run_id: RunId,
+    db: DbDep,
+    source: Annotated[str, Form()] = "",
+) -> HTMLResponse:
+    """A PBT member's "copy the best": replace it by an explored fork of ``source`` (the API's
+    manual exploit, the same code as PBT's own)."""
+    try:
+        body = api.ExploitRequest.model_validate({"source": source.strip()})
+        move = api.exploit_member(study_id, run_id, body, db, request)
+    except (HTTPException, ValidationError, RequestValidationError) as exc:
+        return _refusal("exploit", exc)
+    _cache(request).forget(study_id)
+    return _message(
+        f"exploit queued (move {move['id']}): run {run_id} will be replaced by an explored fork "
+        f"of run {move['source_run_id']} once that run has taken its checkpoint",
+        "info",
+        202,
+    )
+
+
+@page_router.post("/studies/{study_id}/members/{run_id}/explore", response_class=HTMLResponse)
+def explore_form(
+    request: Request,
+    study_id: api.StudyId,
+    run_id: RunId,
+    db: DbDep,
+    factor: Annotated[str, Form()] = "",
+) -> HTMLResponse:
+    """A PBT member's "lr x1.2" / "lr x0.8": the API's manual explore, an ordinary set_lr."""
+    try:
+        body = api.ExploreRequest.model_validate({"factor": factor.strip() or None})
+        event = api.explore_member(study_id, run_id, body, db)
+    except (HTTPException, ValidationError, RequestValidationError) as exc:
+        return _refusal("explore", exc)
+    _cache(request).forget(study_id)
+    return _message(f"run {run_id}: {event['payload']['reason']}", "info", 202)
 
 
 router = APIRouter(include_in_schema=False)

@@ -15,7 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.crud import studies as crud_studies
-from app.models import Metric, Run, Study
+from app.crud import study_moves
+from app.models import TERMINAL_STATUSES, Metric, Run, Study
 from app.studies import MODES
 from app.studies.space import Param, space_from_json
 from app.web import present
@@ -143,6 +144,49 @@ def _param_columns(params: Sequence[Param]) -> list[dict[str, Any]]:
     return cols
 
 
+def study_buttons(status: str) -> dict[str, bool]:
+    """Which of pause / resume / stop can apply to a study in ``status`` (the API refuses the
+    rest: 409 once it has ended; a pause of a paused study or a resume of a running one would
+    change nothing), as the run page enables its buttons."""
+    return {
+        "pause": status == "running",
+        "resume": status == "paused",
+        "stop": status in ("running", "paused"),
+    }
+
+
+def member_moves(
+    study: dict[str, Any], trials: Sequence[dict[str, Any]], moves: Sequence[dict[str, Any]]
+) -> dict[int, dict[str, Any]]:
+    """For a PBT study that can still change, the moves by hand each live member's row offers,
+    by run id: ``source``, the live member with the lowest best validation loss to copy (None
+    for that member itself), or ``replacing``, the waiting move already replacing it. A member
+    is live while it trains and was not replaced; pbt_moves has the last word."""
+    if study["mode"] != "pbt" or study["status"] not in ("running", "paused"):
+        return {}
+    waiting = {m["member_run_id"]: m for m in moves if m["status"] == "waiting"}
+    live = [
+        t
+        for t in trials
+        if t["state"] == "running"
+        and t["pruned_reason"] is None
+        and t["status"] not in TERMINAL_STATUSES
+    ]
+    scored = [
+        t
+        for t in live
+        if isinstance(t["best_val_loss"], float)
+        and math.isfinite(t["best_val_loss"])
+        and t["run_id"] not in waiting
+    ]
+    best = min(scored, key=lambda t: (t["best_val_loss"], t["number"]), default=None)
+    out = {}
+    for t in live:
+        source = best if best is not None and best["run_id"] != t["run_id"] else None
+        out[t["run_id"]] = {"source": source, "replacing": waiting.get(t["run_id"])}
+    return out
+
+
 def trial_cell(value: Any) -> str:
     """A sampled value in the table: numbers by app.web.present.number, choices as JSON."""
     if isinstance(value, float):
@@ -172,8 +216,16 @@ def study_context(
     )
     children = list(session.scalars(select(Study).where(Study.parent_study_id == study_id)))
     done = sum(1 for t in study["trials"] if t["state"] != "running")
+    moves = [study_moves.serialize_move(m) for m in study_moves.moves_of(session, study_id)]
+    numbers = {t["run_id"]: t["number"] for t in study["trials"]}
+    for m in moves:  # the table names members by trial number, as the trials table does
+        m["member"], m["source"] = numbers.get(m["member_run_id"]), numbers.get(m["source_run_id"])
+        m["child"] = numbers.get(m["child_run_id"]) if m["child_run_id"] is not None else None
     return {
         "study": study,
+        "buttons": study_buttons(study["status"]),
+        "moves": moves,
+        "member_moves": member_moves(study, trials, moves),
         "trials": trials,
         "columns": _param_columns(params),
         "sort": sort,
