@@ -110,11 +110,28 @@ def test_create_watch_nurse_and_continue_a_study(
     expect(page).to_have_url(re.compile(r"sort=best_val_loss"))
     expect(page.locator("#trials-table tbody tr").first).to_have_class(re.compile(r"\bbest\b"))
 
-    # Continue the best: a run of its own opens.
+    # Continue the best for 50 more steps: a run of its own opens, and trains them.
+    page.fill("#continue-steps", "50")
     page.click("#continue-best")
     page.wait_for_url(re.compile(r"/runs/\d+$"))
     new_id = int(page.url.rsplit("/", 1)[1])
     new_run = get_json(url, f"/api/runs/{new_id}")
     assert new_run["study_id"] is None and new_run["parent_id"] is not None
+    assert new_run["config"]["max_steps"] == new_run["parent_step"] + 50
     expect(page.locator("#run-header h1")).to_contain_text("best (trial")
+    expect(page.locator("#status-badge")).to_have_text("finished", timeout=30_000)
+    assert get_json(url, f"/api/runs/{new_id}")["step"] == new_run["parent_step"] + 50
     page.screenshot(path=str(shots / "study-continued.png"))
+
+    # The study's buttons follow its state: paused, only resume (and stop) apply; resumed, the
+    # paused trial goes on, the study finishes, and none applies any more.
+    page.goto(f"{url}/studies/{study_id}")
+    expect(page.locator("#study-resume")).to_be_disabled()
+    page.click("#study-pause")
+    expect(page.locator("#study-resume")).to_be_enabled()
+    expect(page.locator("#study-pause")).to_be_disabled()
+    page.click("#study-resume")
+    expect(page.locator("#study-pause")).to_be_enabled()
+    expect(page.locator("#study-status")).to_have_text("finished", timeout=60_000)
+    for kind in ("pause", "resume", "stop"):
+        expect(page.locator(f"#study-{kind}")).to_be_disabled()
