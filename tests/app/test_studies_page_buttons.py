@@ -43,6 +43,7 @@ def test_the_buttons_follow_the_studys_state(
     wait(lambda: len(_study(client, sid)["trials"]) == 2, what="two trials")
     running = {"pause": True, "resume": False, "stop": True}
     assert _enabled(client.get(f"/studies/{sid}").text) == running
+    assert _enabled(client.get(f"/studies/{sid}/_live").text) == running  # now in the cache
 
     paused = client.post(f"/studies/{sid}/commands", data={"type": "pause"}, headers=HX)
     assert paused.status_code == 202 and "pause sent" in paused.text
@@ -118,6 +119,7 @@ def test_pbt_moves_by_hand_from_the_page(
     wait(evaluated, timeout=30, what="both members evaluated")
     trials = _study(client, sid)["trials"]
     page = client.get(f"/studies/{sid}").text
+    assert "2 members; 0 runs ended" in page, "a population, not trials done / total"
     # Which member is best moves as they train: read it off this render (member_moves's rule
     # is tested above), the member the other's "copy the best" copies.
     (source,) = set(re.findall(r'name="source" value="(\d+)"', page))
@@ -155,8 +157,11 @@ def test_pbt_moves_by_hand_from_the_page(
     assert (move["member_run_id"], move["source_run_id"], move["by"]) == (
         other["run_id"], best["run_id"], "user",
     )  # fmt: skip
+    waiting = client.get(f"/studies/{sid}").text  # the page: no render cache
+    if _study(client, sid)["moves"][0]["status"] == "waiting":  # (the driver may be quicker)
+        assert f"being replaced by a copy of trial {best['number']}" in waiting
     wait(lambda: _study(client, sid)["moves"][0]["status"] == "done", timeout=30, what="done")
-    page = client.get(f"/studies/{sid}/_live").text
+    page = client.get(f"/studies/{sid}").text
     row = page[page.index(f'<tr data-move="{move["id"]}"') :]
     row = row[: row.index("</tr>")]
     assert "by hand" in row and f"trial {other['number']}" in row
