@@ -114,7 +114,8 @@ def test_pbt_moves_by_hand_from_the_page(
     start_worker("w2")
 
     def evaluated() -> bool:
-        return all(isinstance(t["best_val_loss"], float) for t in _study(client, sid)["trials"])
+        trials = _study(client, sid)["trials"]
+        return len(trials) == 2 and all(isinstance(t["best_val_loss"], float) for t in trials)
 
     wait(evaluated, timeout=30, what="both members evaluated")
     trials = _study(client, sid)["trials"]
@@ -122,7 +123,9 @@ def test_pbt_moves_by_hand_from_the_page(
     assert "2 members; 0 runs ended" in page, "a population, not trials done / total"
     # Which member is best moves as they train: read it off this render (member_moves's rule
     # is tested above), the member the other's "copy the best" copies.
-    (source,) = set(re.findall(r'name="source" value="(\d+)"', page))
+    sources = set(re.findall(r'name="source" value="(\d+)"', page))
+    assert len(sources) == 1, "one member copies the other"
+    (source,) = sources
     best, other = sorted(trials, key=lambda t: t["run_id"] != int(source))
     assert 'id="study-moves"' in page and "No move yet" in page
     for t in trials:
