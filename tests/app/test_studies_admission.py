@@ -5,6 +5,7 @@ handed to a worker."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -117,3 +118,21 @@ def test_each_draw_is_checked_against_the_drivers_limit(
     StudyDriver(db, settings.database_url).tick()
     with db.read() as s:
         assert all(r.status == "queued" for _, r in crud_studies.trials_of(s, unlimited))
+
+
+def test_the_new_study_form_names_the_field_a_base_config_too_large_must_change(
+    limited: TestClient,
+) -> None:
+    """The form calls the API's own function: the memory refusal comes back beside hidden."""
+    fields = {
+        "name": "too wide", "dataset": "spirals", "hidden": "4096, 4096", "optimizer": "adam",
+        "lr": "0.01", "schedule": "constant", "batch_size": "32", "epochs": "1",
+        "max_steps": "100", "seed": "0", "pace": "", "advanced": "", "search": ["lr"],
+        "low.lr": "0.001", "high.lr": "0.1", "scale.lr": "log",
+        "n_trials": "2", "parallel": "1", "sampler": "random", "pruner": "", "mode": "search",
+    }  # fmt: skip
+    response = limited.post("/studies", data=fields, headers={"HX-Request": "true"})
+    assert response.status_code == 422, response.text
+    error = re.search(r'<span class="field-error" id="error-hidden">([^<]*)</span>', response.text)
+    assert error is not None and "more than the" in error.group(1), response.text[:3000]
+    assert limited.get("/api/studies").json() == []
