@@ -97,12 +97,13 @@ class RunConfig(BaseModel):
     eval_every: int = Field(50, ge=1, le=MAX_STEPS)
     """Steps between validation evaluations (read by the worker; the engine never evaluates
     on its own)."""
-    health_every: int = Field(25, ge=0, le=MAX_STEPS)
+    health_every: int = Field(50, ge=0, le=MAX_STEPS)
     """Steps between per-layer health measurements (engine/health.py; 0 = off). Read by the
     worker, which passes ``health=True`` to every health_every-th step. A measured step costs
-    about 90 us more (3 layers, more when run once in a while with cold caches) plus its rows'
-    insert: 25 keeps the cost at 1-2% of steps/s on digits and spirals, under the 3% budget
-    (bench/diagnostics_cost.py)."""
+    about 90 us more in a tight loop (3 layers), several times that once in a while with cold
+    caches, plus its rows' insert: at 25 the default digits and spirals runs lost 3.2-3.6% of
+    their steps/s on a quiet machine, over the 3% budget; 50 (the default eval_every: one
+    measurement per evaluation) halves it (bench/diagnostics_cost.py)."""
     seed: int = Field(0, ge=0, le=INT64_MAX)
     """Seeds weight init, shuffling and dropout: the same seed reproduces a run bit for bit."""
     dtype: Literal["float32", "float64"] = "float32"
