@@ -44,6 +44,7 @@ from app.crud.leases import (
 from app.crud.metrics import (
     append_metrics,
     count_metrics,
+    evaluations_at,
     iter_metric_rows,
     last_metrics,
     metric_rows,
@@ -75,6 +76,7 @@ __all__ = [
     "create_run",
     "current_pace",
     "describe_command",
+    "evaluations_at",
     "event_payload",
     "events_by_ids",
     "fork_run",

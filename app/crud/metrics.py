@@ -165,3 +165,27 @@ def count_metrics(session: Session, run_id: int) -> int:
 def _own_last_step(session: Session, run_id: int) -> int | None:
     found = segment_rows(session, Segment(run_id, 0, None), limit=1, newest_first=True)
     return int(found[0][0]) if found else None
+
+
+def evaluations_at(
+    session: Session, run_id: int, steps: list[int]
+) -> dict[int, tuple[float, float | None]]:
+    """Validation (loss, accuracy) of the evaluations at ``steps``, through the lineage: one
+    query per segment, whatever the number of steps (the fork list labels up to 30 checkpoints
+    with the evaluation before each; a query per checkpoint made it the costliest part of the
+    run page under load). A non-finite loss (stored NULL beside a set accuracy) is NaN."""
+    wanted = sorted(set(steps))
+    out: dict[int, tuple[float, float | None]] = {}
+    if not wanted:
+        return out
+    for seg in segments(session, run_id, after=wanted[0] - 1, before=wanted[-1] + 1):
+        inside = [k for k in wanted if k > seg.after and (seg.before is None or k < seg.before)]
+        for i in range(0, len(inside), 500):
+            stmt = select(Metric.step, Metric.val_loss, Metric.val_acc).where(
+                Metric.run_id == seg.run_id,
+                Metric.step.in_(inside[i : i + 500]),
+                Metric.val_acc.is_not(None),
+            )
+            for step, loss, acc in session.execute(stmt):
+                out[int(step)] = (float("nan") if loss is None else float(loss), acc)
+    return out

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from app import crud
 from app.models import RUN_STATUSES, TERMINAL_STATUSES
-from app.series import COLUMNS, VAL_ACC, VAL_LOSS
+from app.series import COLUMNS
 from engine import RunConfig
 from engine.data import BUILTIN
 
@@ -182,14 +182,15 @@ def checkpoint_options(session: Session, run: dict[str, Any]) -> list[dict[str, 
     seen: dict[int, dict[str, Any]] = {}
     for ckpt in crud.list_checkpoints(session, run["id"]):
         seen[ckpt["step"]] = ckpt  # one entry per step (a copy and a fresh one may share it)
+    newest = sorted(seen.items(), reverse=True)
+    labelled = [k // every * every for k, _ in newest[:CHECKPOINTS_WITH_EVAL]]
+    evaluations = crud.evaluations_at(session, run["id"], [at for at in labelled if at >= 1])
     options = []
-    for i, (step, ckpt) in enumerate(sorted(seen.items(), reverse=True)):
+    for step, ckpt in newest:
         option: dict[str, Any] = {"step": step, "label": ckpt.get("label"), "val_loss": None}
-        at = step // every * every
-        if i < CHECKPOINTS_WITH_EVAL and at >= 1:
-            row = crud.metric_rows(session, run["id"], after=at - 1, limit=1)
-            if row and row[0][0] == at and row[0][VAL_LOSS] is not None:
-                option["val_loss"], option["val_acc"] = row[0][VAL_LOSS], row[0][VAL_ACC]
+        found = evaluations.get(step // every * every) if len(options) < len(labelled) else None
+        if found is not None:
+            option["val_loss"], option["val_acc"] = found
         options.append(option)
     scored = [
         o for o in options if isinstance(o["val_loss"], float) and math.isfinite(o["val_loss"])

@@ -3,6 +3,8 @@ that fail their hash check are skipped."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from sqlalchemy import event, update
 
@@ -182,3 +184,24 @@ def test_serialize_runs_reads_the_study_links_in_one_query(db: Database) -> None
     trial = next(r for r in batch if r["id"] == ids[3])
     assert (trial["study_id"], trial["trial"]) == (study.id, 7)
     assert [r["study_id"] for r in batch].count(None) == 4
+
+
+def test_evaluations_at_reads_through_the_lineage(db: Database) -> None:
+    """The fork list's labels: the evaluations at given steps, a fork's early ones from its
+    parent, a non-finite loss as NaN, steps without an evaluation left out."""
+
+    def row(step: int, val: float | None) -> dict[str, object]:
+        return {"step": step, "time": 1.0, "lr": 0.1, "train_loss": 1.0, "train_acc": 0.5,
+                "val_loss": val, "val_acc": 0.5 if step % 10 == 0 else None}  # fmt: skip
+
+    with db.write() as s:
+        parent = crud.create_run(s, config={}).id
+        crud.append_metrics(s, parent, [row(k, {10: 0.9, 20: 0.4}.get(k)) for k in range(1, 26)])
+        child = crud.create_run(s, config={}, parent_id=parent, parent_step=20).id
+        crud.append_metrics(s, child, [row(k, float("nan")) for k in range(21, 31)])
+    with db.read() as s:
+        found = crud.evaluations_at(s, child, [10, 20, 25, 30, 40])
+        assert crud.evaluations_at(s, child, []) == {}
+    assert sorted(found) == [10, 20, 30]
+    assert found[10] == (0.9, 0.5) and found[20] == (0.4, 0.5)
+    assert math.isnan(found[30][0]) and found[30][1] == 0.5
