@@ -109,6 +109,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
+    # The templates ship with the package: no stat() of each one at every render (py-spy saw
+    # it under load); a changed template needs a restart, as changed code does.
+    app.state.templates.env.auto_reload = False
     pages.install_filters(app.state.templates.env)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.add_exception_handler(RequestValidationError, validation_error_handler)
