@@ -12,7 +12,7 @@ runs these in its threadpool.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -38,9 +38,18 @@ StatusQuery = Annotated[
 ]
 
 
-def runs_context(session: Session, status: str | None = None) -> dict[str, Any]:
-    """What ``_runs_table.html`` needs: the runs (filtered), the count of each status, and
-    whether anything can still change (then the table keeps polling)."""
+TrialsQuery = Annotated[
+    Literal["hide"] | None,
+    Query(description="'hide': leave out the runs that are a study's trials (caviar mode)"),
+]
+
+
+def runs_context(
+    session: Session, status: str | None = None, trials: str | None = None
+) -> dict[str, Any]:
+    """What ``_runs_table.html`` needs: the runs (filtered by status, and without the studies'
+    trials when asked: a study of 50 trials would bury the runs a person nurses), the count of
+    each status, and whether anything can still change (then the table keeps polling)."""
     if status is not None and status not in run_summary.STATUSES:
         raise HTTPException(
             status_code=422,
@@ -48,29 +57,36 @@ def runs_context(session: Session, status: str | None = None) -> dict[str, Any]:
         )
     every = crud.serialize_runs(session, crud.list_runs(session))
     counts = {s: sum(r["status"] == s for r in every) for s in run_summary.STATUSES}
-    runs = [r for r in every if status is None or r["status"] == status]
+    shown = [r for r in every if trials != "hide" or r.get("study_id") is None]
+    runs = [r for r in shown if status is None or r["status"] == status]
+    query = "&".join(f"{k}={v}" for k, v in (("status", status), ("trials", trials)) if v)
     return {
         "runs": runs,
         "total": len(every),
         "status_filter": status,
         "status_counts": counts,
-        "any_active": any(r["status"] not in TERMINAL_STATUSES for r in every),
+        "trials_filter": trials,
+        "trial_count": sum(r.get("study_id") is not None for r in every),
+        "query": f"?{query}" if query else "",
+        "any_active": any(r["status"] not in TERMINAL_STATUSES for r in shown),
     }
 
 
 @router.get("/", response_class=HTMLResponse, name="runs_page")
-def runs_page(request: Request, session: ReadSession, status: StatusQuery = None) -> HTMLResponse:
+def runs_page(
+    request: Request, session: ReadSession, status: StatusQuery = None, trials: TrialsQuery = None
+) -> HTMLResponse:
     """The runs list and the new-run form, prefilled with RunConfig's own defaults."""
-    context = {**runs_context(session, status), **new_run_form.form_context()}
+    context = {**runs_context(session, status, trials), **new_run_form.form_context()}
     return templates(request).TemplateResponse(request, "index.html", context)
 
 
 @router.get("/_runs", response_class=HTMLResponse, name="runs_fragment")
 def runs_fragment(
-    request: Request, session: ReadSession, status: StatusQuery = None
+    request: Request, session: ReadSession, status: StatusQuery = None, trials: TrialsQuery = None
 ) -> HTMLResponse:
     """The runs table alone, for its own htmx polling."""
-    context = runs_context(session, status)
+    context = runs_context(session, status, trials)
     return templates(request).TemplateResponse(request, "_runs_table.html", context)
 
 

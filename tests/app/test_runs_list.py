@@ -8,6 +8,7 @@ from fastapi.testclient import TestClient
 
 from app import crud
 from app.db import Database
+from app.models import Study, StudyTrial
 
 
 def row(page: str, run_id: int) -> str:
@@ -53,3 +54,31 @@ def test_idle_list_does_not_poll(client: TestClient, db: Database, tiny: dict[st
     with db.write() as s:
         crud.update_run(s, rid, status="stopped")
     assert "hx-trigger" not in client.get("/_runs").text
+
+
+def test_study_trials_link_to_their_study_and_can_be_hidden(
+    client: TestClient, db: Database, tiny: dict[str, Any]
+) -> None:
+    """Caviar mode fills the list with trials: each names its study, and one click hides them
+    (the filter is kept by the status links and by the table's own refresh)."""
+    mine = client.post("/api/runs", json={"name": "nursed", "config": tiny}).json()["id"]
+    trial = client.post("/api/runs", json={"config": tiny}).json()["id"]
+    with db.write() as s:
+        study = Study(name="s", status="running", mode="search", config="{}", space="{}",
+                      n_trials=1, parallel=1, sampler="random", seed=0, optuna_name="t",
+                      created_at=0.0, updated_at=0.0)  # fmt: skip
+        s.add(study)
+        s.flush()
+        s.add(StudyTrial(study_id=study.id, run_id=trial, number=0, optuna_trial_id=0,
+                         params="{}", sampled="{}", created_at=0.0))  # fmt: skip
+        sid = study.id
+    page = client.get("/").text
+    assert f'in <a href="/studies/{sid}">study {sid}</a>' in row(page, trial)
+    assert "in <a" not in row(page, mine)
+    assert '<a href="/?trials=hide">hide the 1 study trial</a>' in page
+    hidden = client.get("/", params={"trials": "hide"}).text
+    assert f'data-run-id="{trial}"' not in hidden and f'data-run-id="{mine}"' in hidden
+    assert 'href="/?status=queued&amp;trials=hide"' in hidden, "the status links keep it"
+    assert 'hx-get="/_runs?trials=hide"' in hidden, "and so does the table's refresh"
+    assert f'data-run-id="{trial}"' not in client.get("/_runs?trials=hide").text
+    assert client.get("/", params={"trials": "maybe"}).status_code == 422
