@@ -127,6 +127,21 @@ def add_trial(
 ) -> tuple[StudyTrial, Run]:
     """Create the trial's run (queued: the next free worker trains it) and link it."""
     run = create_run(session, config=config, name=f"study {study.id} · trial {number}")
+    trial = link_trial(session, study, run, number, optuna_trial_id, params, sampled)
+    return trial, run
+
+
+def link_trial(
+    session: Session,
+    study: Study,
+    run: Run,
+    number: int,
+    optuna_trial_id: int,
+    params: dict[str, Any],
+    sampled: dict[str, Any],
+) -> StudyTrial:
+    """The row that makes ``run`` trial ``number`` of ``study`` (a search's trial or a PBT
+    member), with what was drawn for it."""
     trial = StudyTrial(
         study_id=study.id,
         run_id=run.id,
@@ -139,7 +154,7 @@ def add_trial(
     )
     session.add(trial)
     session.flush()
-    return trial, run
+    return trial
 
 
 def mark_told(session: Session, trial_id: int, state: str, value: float | None) -> None:

@@ -8,7 +8,6 @@ the driver's decision idempotent. Nothing here trains or commands: app/studies/p
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
@@ -17,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from app.crud.lineage import segments
 from app.crud.runs import iso, now
+from app.crud.studies import link_trial
 from app.models import Metric, Run, Study, StudyMove, StudyTrial
 from app.series import json_float
 
@@ -38,19 +38,7 @@ def link_member(
             select(func.max(StudyTrial.number)).where(StudyTrial.study_id == study.id)
         )
         number = 0 if top is None else int(top) + 1
-    trial = StudyTrial(
-        study_id=study.id,
-        run_id=run.id,
-        number=number,
-        optuna_trial_id=NO_OPTUNA_TRIAL,
-        params=json.dumps(params),
-        sampled=json.dumps(sampled),
-        reported_step=0,
-        created_at=now(),
-    )
-    session.add(trial)
-    session.flush()
-    return trial
+    return link_trial(session, study, run, number, NO_OPTUNA_TRIAL, params, sampled)
 
 
 def latest_evaluation(session: Session, run_id: int) -> tuple[int, float] | None:

@@ -18,6 +18,7 @@ from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage, RDBStorage
+from pydantic import ValidationError
 
 from app.admission import Unrunnable, check_runnable
 from app.crud import studies as crud_studies
@@ -84,6 +85,20 @@ class StudyDriver:
             )
             self._studies[study.id] = cached
         return cached
+
+    def admit(
+        self, base: dict[str, Any], values: dict[str, Any]
+    ) -> tuple[dict[str, Any], str | None]:
+        """The config of a draw (``values`` over the study's ``base``) and why it cannot be a
+        run, or None: RunConfig refuses the combination (e.g. batch_size 1 with batchnorm), or
+        it cannot run here (``refusal``). A refused draw keeps the base config and becomes a
+        failed trial saying why."""
+        try:
+            config = RunConfig(**{**base, **values}).model_dump(mode="json")
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            return base, f"the sampled settings are invalid: {first['loc']}: {first['msg']}"
+        return config, self.refusal(config)
 
     def refusal(self, config: dict[str, Any]) -> str | None:
         """Why a drawn config cannot run here (app/admission.py: its data, the memory limit),

@@ -93,15 +93,7 @@ def _populate(driver: StudyDriver, study: Study, params: list[Param]) -> None:
             continue
         rng = rng_for(study.seed, number)
         values = {p.field: draw(p, rng) for p in params}
-        error = None
-        try:
-            config = RunConfig(**{**base, **values}).model_dump(mode="json")
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            error = f"the sampled settings are invalid: {first['loc']}: {first['msg']}"
-            config = base
-        else:
-            error = driver.refusal(config)  # e.g. too wide for the memory limit
+        config, error = driver.admit(base, values)  # e.g. too wide for the memory limit
         with driver.db.write() as s:
             current = crud_studies.get_study(s, study.id)
             if current is None or current.status != "running":

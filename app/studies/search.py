@@ -24,14 +24,12 @@ from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
-from pydantic import ValidationError
 
 from app.crud import studies as crud_studies
 from app.crud.events import record_command
 from app.models import TERMINAL_STATUSES, Run, Study, StudyTrial
 from app.studies.driver import StudyDriver, register_mode
 from app.studies.space import Param, config_values, distributions, space_from_json
-from engine import RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -99,15 +97,7 @@ def _create(
     drawn = dict(trial.params)
     values = config_values(params, drawn)
     base = json.loads(study.config)
-    error = None
-    try:
-        config = RunConfig(**{**base, **values}).model_dump(mode="json")
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        error = f"the sampled settings are invalid: {first['loc']}: {first['msg']}"
-        config = base
-    else:
-        error = driver.refusal(config)
+    config, error = driver.admit(base, values)
     with driver.db.write() as s:
         row, run = crud_studies.add_trial(
             s,
