@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import schemathesis
 from conftest import fast_settings
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
@@ -32,26 +31,20 @@ CHECKS = [not_a_server_error, response_schema_conformance, content_type_conforma
 STREAM = r"/stream$"
 
 
-def _served_app() -> tuple[FastAPI, TestClient]:
-    """The app on a temp SQLite database with one queued run, its lifespan started (the schema
-    is built at collection time, before any fixture runs, hence no fixture here)."""
-    data_dir = Path(tempfile.mkdtemp(prefix="pandamode-fuzz-"))
-    app = create_app(fast_settings(data_dir))
-    client = TestClient(app, base_url="http://127.0.0.1")
-    client.__enter__()
-    response = client.post("/api/runs", json={"config": {"max_steps": 100}})
-    assert response.status_code == 201, response.text
-    return app, client
-
-
-APP, CLIENT = _served_app()
+# The schema is read at collection time, before any fixture runs: the app is made here, but its
+# lifespan (database, stream hub, the study driver's thread) starts only when this module's tests
+# run, and stops after them, so no background thread of it touches the rest of the suite.
+APP = create_app(fast_settings(Path(tempfile.mkdtemp(prefix="pandamode-fuzz-"))))
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP).exclude(path_regex=STREAM)
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _stop_app() -> Iterator[None]:
-    yield
-    CLIENT.__exit__(None, None, None)
+def _serving() -> Iterator[None]:
+    """The app's lifespan for this module's tests, with one queued run in its database."""
+    with TestClient(APP, base_url="http://127.0.0.1") as client:
+        response = client.post("/api/runs", json={"config": {"max_steps": 100}})
+        assert response.status_code == 201, response.text
+        yield
 
 
 @schema.parametrize()
