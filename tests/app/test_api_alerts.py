@@ -21,10 +21,12 @@ def make_run(client: TestClient, **body: Any) -> int:
     return int(response.json()["id"])
 
 
-def add_alert(db: Database, rid: int, action: dict[str, Any], step: int = 40) -> int:
+def add_alert(
+    db: Database, rid: int, action: dict[str, Any], step: int = 40, kind: str = "divergence"
+) -> int:
     """An alert as a worker records it (app/worker/alerts.py)."""
     payload = {
-        "kind": "divergence",
+        "kind": kind,
         "detector": "loss_spike",
         "message": "divergence coming: the loss doubled",
         "action": action,
@@ -38,11 +40,25 @@ SET_LR = {"type": "set_lr", "lr": 0.003, "label": "divide lr by 3 (to 0.003)"}
 
 def test_open_alerts_are_listed_newest_first(client: TestClient, db: Database) -> None:
     rid = make_run(client)
-    first, second = add_alert(db, rid, SET_LR, 40), add_alert(db, rid, SET_LR, 60)
+    first = add_alert(db, rid, SET_LR, 40)
+    second = add_alert(db, rid, SET_LR, 60, kind="update_ratio")
     listed = client.get(f"/api/runs/{rid}/alerts").json()
     assert [a["id"] for a in listed] == [second, first]
-    assert listed[0]["kind"] == "divergence" and listed[0]["action"]["lr"] == 0.003
+    assert listed[1]["kind"] == "divergence" and listed[1]["action"]["lr"] == 0.003
     assert client.get("/api/runs/999/alerts").status_code == 404
+
+
+def test_a_newer_alert_of_a_kind_supersedes_the_older_one(client: TestClient, db: Database) -> None:
+    """A run left broken repeats its advice: only the newest alert of each kind is open (the
+    older one's numbers and action are stale), also once that newest one is dismissed."""
+    rid = make_run(client)
+    older = add_alert(db, rid, SET_LR, 40)
+    other = add_alert(db, rid, SET_LR, 50, kind="plateau")
+    newer = add_alert(db, rid, SET_LR, 60)
+    listed = client.get(f"/api/runs/{rid}/alerts").json()
+    assert [a["id"] for a in listed] == [newer, other] and older not in [a["id"] for a in listed]
+    assert client.post(f"/api/runs/{rid}/alerts/{newer}/dismiss").status_code == 200
+    assert [a["id"] for a in client.get(f"/api/runs/{rid}/alerts").json()] == [other]
 
 
 def test_acting_queues_the_ordinary_set_lr_and_closes_the_alert(
