@@ -222,9 +222,15 @@ def problems(
     last = max((h.layer for h in health), default=-1)
     for h in health:
         name = f"layer {h.layer + 1}" + (" (output)" if h.layer == last and last > 0 else "")
-        values = (h.grad_norm, h.weight_norm, h.update_ratio)
-        if any(not math.isfinite(v) for v in values):
+        if not (math.isfinite(h.grad_norm) and math.isfinite(h.weight_norm)):
             out.append(f"{name}: non-finite gradients or weights: the run is diverging")
+            continue
+        if h.weight_norm == 0:  # the update ratio is then 0/0: say what happened instead
+            out.append(f"{name}: every weight is 0: the layer is dead (a rate or a weight decay "
+                       "too strong wiped it out); go back to a checkpoint before it")  # fmt: skip
+            continue
+        if not math.isfinite(h.update_ratio):
+            out.append(f"{name}: non-finite update: the run is diverging")
             continue
         if h.dead_frac is not None and h.dead_frac > DEAD_FRAC_HIGH:
             out.append(f"{name}: {h.dead_frac:.0%} dead ReLUs")

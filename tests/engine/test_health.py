@@ -217,3 +217,13 @@ def test_health_every_is_validated() -> None:
     assert RunConfig(health_every=0).health_every == 0
     with pytest.raises(ValidationError, match="health_every"):
         RunConfig(health_every=-1)
+
+
+def test_a_layer_wiped_to_zero_is_called_dead_not_non_finite() -> None:
+    """Weights all 0 make the update ratio 0/0 (NaN): the words say what happened (a run set to
+    lr 3 with weight decay showed 'non-finite gradients or weights' for such a layer)."""
+    wiped = LayerHealth(0, 0.0, 0.0, math.nan, 0.0, 0.0, 1.0, 0.0)
+    fine = LayerHealth(1, 0.5, 2.0, 1e-3, 0.1, 1.0, None, None)
+    words = problems([wiped, fine])
+    assert words[0].startswith("layer 1: every weight is 0: the layer is dead")
+    assert not any("non-finite" in w for w in words)
