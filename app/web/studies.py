@@ -21,18 +21,20 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import escape
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from app.api import studies as api
 from app.api.deps import DbDep, ReadSession, RunId, SettingsDep
 from app.web import studies_form, studies_view
 from app.web.runs_list import templates
+
+T = TypeVar("T")
 
 REFRESH = "2s"
 """How often a watched study's live part refreshes itself (trials evaluate every few seconds)."""
@@ -180,6 +182,18 @@ def _refusal(what: str, exc: Exception) -> HTMLResponse:
     return _message(f"{what} refused: HTTP 422: {reason}", "error", 422)
 
 
+def _through_api(
+    what: str, model: type[BaseModel], fields: dict[str, Any], call: Callable[[Any], T]
+) -> T | HTMLResponse:
+    """The API's own body model and function for a form post: what it answers, or the refusal
+    (its 404/409/422) as the form's message. Every study form goes through here, so a form can
+    do nothing the API would refuse."""
+    try:
+        return call(model.model_validate(fields))
+    except (HTTPException, ValidationError, RequestValidationError) as exc:
+        return _refusal(what, exc)
+
+
 def _open(request: Request, url: str, text: str) -> Response:
     """Open ``url``: HX-Redirect for htmx, a 303 for a plain form post."""
     if request.headers.get("hx-request"):
@@ -194,15 +208,19 @@ def study_command_form(
     request: Request, study_id: api.StudyId, type: Annotated[str, Form()], db: DbDep
 ) -> HTMLResponse:
     """Pause, resume or stop the whole study (every unfinished trial gets the command)."""
-    try:
-        body = api.StudyCommand.model_validate({"type": type})
-        out = api.study_command(study_id, body, db, request)
-    except (HTTPException, ValidationError, RequestValidationError) as exc:
-        return _refusal(type if type in ("pause", "resume", "stop") else "command", exc)
+    what = type if type in ("pause", "resume", "stop") else "command"
+    out = _through_api(
+        what,
+        api.StudyCommand,
+        {"type": type},
+        lambda b: api.study_command(study_id, b, db, request),
+    )
+    if isinstance(out, Response):
+        return out
     unfinished = sum(1 for t in out["trials"] or [] if t["state"] == "running")
     _cache(request).forget(study_id)
     message = _message(
-        f"{body.type} sent to study {study_id} ({unfinished} unfinished trials); "
+        f"{type} sent to study {study_id} ({unfinished} unfinished trials); "
         f"the study is {out['status']}",
         "info",
         202,
@@ -226,11 +244,11 @@ def narrow_form(
     fields: dict[str, Any] = {"k": k.strip() or "3"}
     if n_trials.strip():
         fields["n_trials"] = n_trials.strip()
-    try:
-        body = api.NarrowRequest.model_validate(fields)
-        out = api.narrow(study_id, body, db, request)
-    except (HTTPException, ValidationError, RequestValidationError) as exc:
-        return _refusal("narrow", exc)
+    out = _through_api(
+        "narrow", api.NarrowRequest, fields, lambda b: api.narrow(study_id, b, db, request)
+    )
+    if isinstance(out, Response):
+        return out
     return _open(request, f"/studies/{out['id']}", f"study {out['id']} created; opening it")
 
 
@@ -248,11 +266,14 @@ def continue_best_form(
     fields: dict[str, Any] = {}
     if text:  # a whole number as an int (the API's field is strict), anything else as typed
         fields["more_steps"] = int(text) if text.isascii() and text.isdigit() else text
-    try:
-        body = api.ContinueBest.model_validate(fields)
-        run = api.continue_best(study_id, db, settings, body)
-    except (HTTPException, ValidationError, RequestValidationError) as exc:
-        return _refusal("continue the best", exc)
+    run = _through_api(
+        "continue the best",
+        api.ContinueBest,
+        fields,
+        lambda b: api.continue_best(study_id, db, settings, b),
+    )
+    if isinstance(run, Response):
+        return run
     return _open(request, f"/runs/{run['id']}", f"run {run['id']} created; opening it")
 
 
@@ -266,11 +287,14 @@ def exploit_form(
 ) -> HTMLResponse:
     """A PBT member's "copy the best": replace it by an explored fork of ``source`` (the API's
     manual exploit, the same code as PBT's own)."""
-    try:
-        body = api.ExploitRequest.model_validate({"source": source.strip()})
-        move = api.exploit_member(study_id, run_id, body, db, request)
-    except (HTTPException, ValidationError, RequestValidationError) as exc:
-        return _refusal("exploit", exc)
+    move = _through_api(
+        "exploit",
+        api.ExploitRequest,
+        {"source": source.strip()},
+        lambda b: api.exploit_member(study_id, run_id, b, db, request),
+    )
+    if isinstance(move, Response):
+        return move
     _cache(request).forget(study_id)
     return _message(
         f"exploit queued (move {move['id']}): run {run_id} will be replaced by an explored fork "
@@ -289,11 +313,14 @@ def explore_form(
     factor: Annotated[str, Form()] = "",
 ) -> HTMLResponse:
     """A PBT member's "lr x1.2" / "lr x0.8": the API's manual explore, an ordinary set_lr."""
-    try:
-        body = api.ExploreRequest.model_validate({"factor": factor.strip() or None})
-        event = api.explore_member(study_id, run_id, body, db)
-    except (HTTPException, ValidationError, RequestValidationError) as exc:
-        return _refusal("explore", exc)
+    event = _through_api(
+        "explore",
+        api.ExploreRequest,
+        {"factor": factor.strip() or None},
+        lambda b: api.explore_member(study_id, run_id, b, db),
+    )
+    if isinstance(event, Response):
+        return event
     _cache(request).forget(study_id)
     return _message(f"run {run_id}: {event['payload']['reason']}", "info", 202)
 
