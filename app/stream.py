@@ -54,10 +54,10 @@ _URGENT_KEYS = ("status", "name", "total_steps", "error")
 # status fragment for every viewer): a change within it waits for the next poll after it, and
 # the latest one wins. A new status (paused, finished...) is never held back.
 STATUS_INTERVAL = 1.0
-# New per-layer health rows re-render the health panel (one ``health`` fragment for every
-# viewer) at most this often per run: it summarizes the whole run, so every 2 s is live enough.
-# The same holds for the Pictures panel (a new confusion matrix, regions grid or checkpoint).
-HEALTH_INTERVAL = 2.0
+# A pushed panel (below) is re-rendered, one fragment for every viewer, at most this often per
+# run: the health panel summarizes the whole run and the pictures change at evaluations, so
+# every 2 s is live enough.
+PANEL_INTERVAL = 2.0
 # Panels pushed when what they show changes: name -> its version, read at every poll (one or
 # two key lookups); the fragments hook renders a panel whose version moved (app/web/fragments).
 PANELS: dict[str, Callable[[Session, int], Any]] = {
@@ -187,7 +187,7 @@ class StreamHub:
         overview_after: int = OVERVIEW_AFTER_ROWS,
         exact_tail: int = EXACT_TAIL_ROWS,
         status_interval: float = STATUS_INTERVAL,
-        health_interval: float = HEALTH_INTERVAL,
+        panel_interval: float = PANEL_INTERVAL,
     ) -> None:
         self.db = db
         self.poll = poll
@@ -196,7 +196,7 @@ class StreamHub:
         self.overview_after = overview_after
         self.exact_tail = min(exact_tail, overview_after)
         self.status_interval = status_interval
-        self.health_interval = health_interval
+        self.panel_interval = panel_interval
         self.tails: dict[int, _Tail] = {}
 
     def subscribe(self, run_id: int) -> tuple[_Tail, asyncio.Queue[Message | None]]:
@@ -327,14 +327,14 @@ class StreamHub:
 
     def _panels_changed(self, tail: _Tail, read: _Read, *, force: bool = False) -> set[str]:
         """The panels (``PANELS``) whose version moved since they were last rendered, each at
-        most once per ``health_interval`` (``force``: whatever the interval, as when a tail
+        most once per ``panel_interval`` (``force``: whatever the interval, as when a tail
         starts or the run has ended)."""
         now, out = time.monotonic(), set()
         for name, version in read.panels.items():
             shown = tail.panels.get(name)
             if version is None or (shown is not None and shown[0] == version):
                 continue
-            if not force and shown is not None and now - shown[1] < self.health_interval:
+            if not force and shown is not None and now - shown[1] < self.panel_interval:
                 continue
             tail.panels[name] = (version, now)
             out.add(name)

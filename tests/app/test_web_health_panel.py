@@ -102,7 +102,7 @@ def test_the_stream_pushes_the_panel_when_new_rows_exist(db: Database, env: Envi
         return hook(run_id, changed)
 
     async def scenario() -> None:
-        hub = StreamHub(db, poll=0.02, fragments=fragments, health_interval=0.0)
+        hub = StreamHub(db, poll=0.02, fragments=fragments, panel_interval=0.0)
         first, second = hub.viewer(rid), hub.viewer(rid)
         for viewer in (first, second):  # a joining viewer gets the latest panel
             names = [(await next_message(viewer))["event"] for _ in range(4)]
@@ -130,7 +130,7 @@ def test_pushes_wait_for_the_interval(db: Database, env: Environment) -> None:
         return []
 
     async def scenario() -> None:
-        hub = StreamHub(db, poll=0.02, fragments=fragments, health_interval=3600.0)
+        hub = StreamHub(db, poll=0.02, fragments=fragments, panel_interval=3600.0)
         viewer = hub.viewer(rid)
         await next_message(viewer)
         for step in (20, 30):

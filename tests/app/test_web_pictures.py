@@ -81,7 +81,7 @@ def test_the_stream_pushes_the_panel_when_a_picture_or_checkpoint_arrives(db: Da
         rid = crud.create_run(s, config={"dataset": "spirals"}, status="running").id
 
     async def scenario() -> None:
-        hub = StreamHub(db, poll=0.02, fragments=fragments, health_interval=0.0)
+        hub = StreamHub(db, poll=0.02, fragments=fragments, panel_interval=0.0)
         first, second = hub.viewer(rid), hub.viewer(rid)
         for viewer in (first, second):
             await next_message(viewer)  # status: nothing to picture yet, no pictures part
