@@ -14,13 +14,13 @@ from anyio import to_thread
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
-from markupsafe import escape
 from sqlalchemy.orm import Session
 
 from app import crud
 from app.api import alerts as api_alerts
 from app.crud import alerts as crud_alerts
 from app.models import Run
+from app.web.messages import message, refusal
 
 router = APIRouter(include_in_schema=False)
 
@@ -52,19 +52,6 @@ def alerts_context(session: Session, run: Run) -> dict[str, Any]:
     }
 
 
-def _message(text: str, kind: str, status: int = 200) -> HTMLResponse:
-    return HTMLResponse(f'<p class="{kind}">{escape(text)}</p>', status_code=status)
-
-
-def _refusal(what: str, exc: Exception) -> HTMLResponse:
-    if isinstance(exc, HTTPException):
-        status, reason = exc.status_code, str(exc.detail)
-    else:
-        status = 422
-        reason = "; ".join(str(e.get("msg")) for e in getattr(exc, "errors", list)())
-    return _message(f"{what} refused: HTTP {status}: {reason}", "error", status)
-
-
 @router.post("/runs/{run_id}/alerts/{alert_id}/act", response_class=HTMLResponse)
 async def act_form(request: Request, run_id: int, alert_id: int) -> HTMLResponse:
     """The notice's one button: the action's message, or a fork opened in the browser (this
@@ -73,19 +60,19 @@ async def act_form(request: Request, run_id: int, alert_id: int) -> HTMLResponse
     try:
         done = await to_thread.run_sync(api_alerts.act, db, settings, run_id, alert_id)
     except (HTTPException, RequestValidationError) as exc:
-        return _refusal("action", exc)
+        return refusal("action", exc)
     label = done["action"].get("label") or done["action"].get("type")
     child = done.get("run")
     if child is not None:
         from app.web.run_page import pause_if_moving  # run_page -> fragments -> this module
 
         await to_thread.run_sync(pause_if_moving, db, run_id)
-        response = _message(f"{label}: run #{child['id']} made; opening it", "info")
+        response = message(f"{label}: run #{child['id']} made; opening it", "info")
         response.headers["HX-Redirect"] = f"/runs/{child['id']}"
         return response
     command = done["command"]
     text = f"{label}: command #{command['id']} sent · {command['note']}"
-    return _message(text, "info", 202)
+    return message(text, "info", 202)
 
 
 @router.post("/runs/{run_id}/alerts/{alert_id}/dismiss", response_class=HTMLResponse)
@@ -94,5 +81,5 @@ async def dismiss_form(request: Request, run_id: int, alert_id: int) -> HTMLResp
     try:
         await to_thread.run_sync(api_alerts.dismiss, request.app.state.db, run_id, alert_id)
     except HTTPException as exc:
-        return _refusal("dismiss", exc)
-    return _message(f"alert #{alert_id} dismissed", "info")
+        return refusal("dismiss", exc)
+    return message(f"alert #{alert_id} dismissed", "info")

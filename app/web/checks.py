@@ -17,7 +17,7 @@ from app import crud
 from app.api.checks import OverfitRequest, is_overfit_check, overfit_result, start_overfit_check
 from app.api.deps import ReadSession, run_or_404
 from app.web import present
-from app.web.lr_find import _message, _refusal
+from app.web.messages import message, refusal
 from app.web.run_page import pause_if_moving
 
 router = APIRouter(include_in_schema=False)
@@ -51,7 +51,7 @@ async def overfit_form(request: Request, run_id: int) -> HTMLResponse:
         if form.get("pause"):
             await to_thread.run_sync(pause_if_moving, db, run_id)
     except (HTTPException, ValidationError, RequestValidationError) as exc:
-        return _refusal("overfit check", exc)
-    response = _message(f"overfit check #{child['id']} started; opening it", "info")
+        return refusal("overfit check", exc)
+    response = message(f"overfit check #{child['id']} started; opening it", "info")
     response.headers["HX-Redirect"] = f"/runs/{child['id']}"
     return response

@@ -18,7 +18,6 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
-from markupsafe import escape
 from pydantic import ValidationError
 
 from app import crud
@@ -29,6 +28,7 @@ from app.api.schemas import SetLr
 from app.crud.lr_find import is_range_test, range_rows
 from app.db import Database
 from app.web import present
+from app.web.messages import message, refusal
 from app.web.run_page import pause_if_moving
 from engine.lr_find import smoothed
 
@@ -137,21 +137,6 @@ def lr_find_panel(request: Request, run_id: int, session: ReadSession) -> HTMLRe
     return HTMLResponse(render_panel(request, session, run_id))
 
 
-def _message(text: str, kind: str, status: int = 200) -> HTMLResponse:
-    return HTMLResponse(f'<p class="{kind}">{escape(text)}</p>', status_code=status)
-
-
-def _refusal(what: str, exc: Exception) -> HTMLResponse:
-    if isinstance(exc, HTTPException):
-        return _message(f"{what} refused: HTTP {exc.status_code}: {exc.detail}", "error",
-                        exc.status_code)  # fmt: skip
-    errors = exc.errors() if isinstance(exc, ValidationError | RequestValidationError) else []
-    reason = "; ".join(
-        f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}" for e in errors
-    )
-    return _message(f"{what} refused: HTTP 422: {reason}", "error", 422)
-
-
 @router.post("/runs/{run_id}/lr-find", response_class=HTMLResponse, name="lr_find_form")
 async def lr_find_form(request: Request, run_id: int) -> HTMLResponse:
     """The run page's "find a learning rate" button: start a range test with the default range
@@ -163,8 +148,8 @@ async def lr_find_form(request: Request, run_id: int) -> HTMLResponse:
         if form.get("pause"):
             await to_thread.run_sync(pause_if_moving, db, run_id)
     except (HTTPException, ValidationError, RequestValidationError) as exc:
-        return _refusal("range test", exc)
-    response = _message(f"range test #{child['id']} started; opening it", "info")
+        return refusal("range test", exc)
+    response = message(f"range test #{child['id']} started; opening it", "info")
     response.headers["HX-Redirect"] = f"/runs/{child['id']}"
     return response
 
@@ -183,9 +168,9 @@ async def lr_find_apply(request: Request, run_id: int) -> HTMLResponse:
         command = SetLr.model_validate({"type": "set_lr", "lr": form.get("lr")})
         event = await to_thread.run_sync(post_command, parent_id, command, db)
     except (HTTPException, ValidationError) as exc:
-        return _refusal("set_lr", exc)
+        return refusal("set_lr", exc)
     text = (
         f"set_lr {present.number(command.lr)} sent to run #{parent_id} "
         f"(event #{event['id']}): {event['note']}"
     )
-    return _message(text, "info", 202)
+    return message(text, "info", 202)

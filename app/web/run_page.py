@@ -18,7 +18,6 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
-from markupsafe import escape
 from pydantic import TypeAdapter, ValidationError
 from starlette.datastructures import FormData
 
@@ -30,6 +29,7 @@ from app.api.schemas import Command, ForkRequest
 from app.db import Database
 from app.web import present
 from app.web.fragments import lr_field_context, run_context
+from app.web.messages import message, refusal
 
 router = APIRouter(include_in_schema=False)
 
@@ -78,24 +78,6 @@ def run_fragments(request: Request, run_id: int, session: ReadSession) -> HTMLRe
     return HTMLResponse(html)
 
 
-def _reason(exc: Exception, tag: str = "") -> tuple[int, str]:
-    """Status code and readable reason of a refused request: ``lr: Input should be ...``
-    (the field's path without ``body`` or the command's type tag)."""
-    if isinstance(exc, HTTPException):
-        return exc.status_code, str(exc.detail)
-    errors = exc.errors() if isinstance(exc, RequestValidationError | ValidationError) else []
-    parts = []
-    for error in errors:
-        loc = [str(p) for p in error["loc"] if p not in ("body", tag)]
-        parts.append(f"{'.'.join(loc) or 'body'}: {error['msg']}")
-    return 422, "; ".join(parts)
-
-
-def _message(text: str, kind: str, status: int = 200) -> HTMLResponse:
-    """One line for a messages area: a confirmation ("info") or a refusal ("error")."""
-    return HTMLResponse(f'<p class="{kind}">{escape(text)}</p>', status_code=status)
-
-
 def _command_body(form: FormData) -> dict[str, Any]:
     """The form's fields as the JSON API's command body (empty pace: full speed)."""
     body: dict[str, Any] = {k: v for k, v in form.items() if k not in ("shown",)}
@@ -112,13 +94,12 @@ async def command_form(request: Request, run_id: int) -> HTMLResponse:
     body = _command_body(form)
     kind = str(body.get("type", "command"))
     if kind == "set_lr" and _same_number(form.get("lr"), form.get("shown")):
-        return _message(f"learning rate unchanged ({form.get('lr')}): nothing sent", "info")
+        return message(f"learning rate unchanged ({form.get('lr')}): nothing sent", "info")
     try:
         command = _COMMAND.validate_python(body)
         event = await to_thread.run_sync(post_command, run_id, command, request.app.state.db)
     except (HTTPException, ValidationError) as exc:
-        status, reason = _reason(exc, kind)
-        return _message(f"{kind} refused: HTTP {status}: {reason}", "error", status)
+        return refusal(kind, exc, kind)
     templates = _templates(request)
     html = templates.env.get_template("_command_message.html").render(ev=event)
     if kind == "set_lr":
@@ -172,9 +153,8 @@ async def fork_form(request: Request, run_id: int) -> HTMLResponse:
         if form.get("pause"):
             await to_thread.run_sync(pause_if_moving, db, run_id)
     except (HTTPException, ValidationError, RequestValidationError) as exc:
-        status, reason = _reason(exc)
-        return _message(f"fork refused: HTTP {status}: {reason}", "error", status)
+        return refusal("fork", exc)
     text = f"run #{child['id']} made from step {child['parent_step']}; opening it"
-    response = _message(text, "info")
+    response = message(text, "info")
     response.headers["HX-Redirect"] = f"/runs/{child['id']}"
     return response

@@ -26,12 +26,12 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from markupsafe import escape
 from pydantic import BaseModel, ValidationError
 
 from app.api import studies as api
 from app.api.deps import DbDep, ReadSession, RunId, SettingsDep
 from app.web import studies_form, studies_view
+from app.web.messages import message, refusal
 from app.web.runs_list import templates
 
 T = TypeVar("T")
@@ -164,24 +164,6 @@ def study_live(
 # -- buttons -------------------------------------------------------------------------------------
 
 
-def _message(text: str, kind: str, status: int = 200) -> HTMLResponse:
-    return HTMLResponse(f'<p class="{kind}">{escape(text)}</p>', status_code=status)
-
-
-def _refusal(what: str, exc: Exception) -> HTMLResponse:
-    """The API's refusal as one line: ``narrow refused: HTTP 422: k: Input should be ...``."""
-    if isinstance(exc, HTTPException):
-        return _message(f"{what} refused: HTTP {exc.status_code}: {exc.detail}", "error",
-                        exc.status_code)  # fmt: skip
-    errors = exc.errors() if isinstance(exc, ValidationError | RequestValidationError) else []
-    reason = "; ".join(
-        f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: "
-        f"{str(e['msg']).removeprefix('Value error, ')}"
-        for e in errors
-    )
-    return _message(f"{what} refused: HTTP 422: {reason}", "error", 422)
-
-
 def _through_api(
     what: str, model: type[BaseModel], fields: dict[str, Any], call: Callable[[Any], T]
 ) -> T | HTMLResponse:
@@ -191,13 +173,13 @@ def _through_api(
     try:
         return call(model.model_validate(fields))
     except (HTTPException, ValidationError, RequestValidationError) as exc:
-        return _refusal(what, exc)
+        return refusal(what, exc)
 
 
 def _open(request: Request, url: str, text: str) -> Response:
     """Open ``url``: HX-Redirect for htmx, a 303 for a plain form post."""
     if request.headers.get("hx-request"):
-        response = _message(text, "info", 201)
+        response = message(text, "info", 201)
         response.headers["HX-Redirect"] = url
         return response
     return RedirectResponse(url, status_code=303)
@@ -219,7 +201,7 @@ def study_command_form(
         return out
     unfinished = sum(1 for t in out["trials"] or [] if t["state"] == "running")
     _cache(request).forget(study_id)
-    message = _message(
+    answer = message(
         f"{type} sent to study {study_id} ({unfinished} unfinished trials); "
         f"the study is {out['status']}",
         "info",
@@ -229,7 +211,7 @@ def study_command_form(
     template = templates(request).env.get_template("_study_buttons.html")
     state = studies_view.study_buttons(out["status"])
     buttons = template.render(study=out, buttons=state, oob=True)
-    return HTMLResponse(bytes(message.body).decode() + buttons, status_code=202)
+    return HTMLResponse(bytes(answer.body).decode() + buttons, status_code=202)
 
 
 @page_router.post("/studies/{study_id}/narrow", response_class=HTMLResponse)
@@ -296,7 +278,7 @@ def exploit_form(
     if isinstance(move, Response):
         return move
     _cache(request).forget(study_id)
-    return _message(
+    return message(
         f"exploit queued (move {move['id']}): run {run_id} will be replaced by an explored fork "
         f"of run {move['source_run_id']} once that run has taken its checkpoint",
         "info",
@@ -322,7 +304,7 @@ def explore_form(
     if isinstance(event, Response):
         return event
     _cache(request).forget(study_id)
-    return _message(f"run {run_id}: {event['payload']['reason']}", "info", 202)
+    return message(f"run {run_id}: {event['payload']['reason']}", "info", 202)
 
 
 router = APIRouter(include_in_schema=False)
